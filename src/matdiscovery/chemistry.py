@@ -1,0 +1,75 @@
+"""Chemical formulas as written in materials databases, turned into pymatgen objects.
+
+SuperCon writes oxygen non-stoichiometry as a variable, e.g. ``YBa2Cu3O7-X``, ``La2CuO4+Z``,
+``Y1Ba2Cu4O8+-Z``. Our rule (documented in the reports): a variable term ``±v`` (``v`` one of
+X, Y, Z, D, x, y, z, d) that follows a number is dropped, i.e. the nominal stoichiometry is
+used (δ → 0), and the entry is flagged ``oxygen_variable``. A variable that stands in place of
+an amount (``OZ``, ``Oz-0.8``), a negative amount (``Ca-0.1``), an unknown element symbol or an
+empty formula is malformed and raises :class:`FormulaError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pymatgen.core import Composition, Element
+
+VARIABLE_LETTERS = "XYZDxyzd"
+_VARIABLE_TERM = re.compile(rf"(?<=[0-9])(\+-|-\+|\+|-)[{VARIABLE_LETTERS}]$|(?<=[0-9])(\+-|-\+|\+|-)[{VARIABLE_LETTERS}](?=[A-Z])")
+_TOKEN = re.compile(r"([A-Z][a-z]?)([0-9]*\.?[0-9]*)")
+
+
+class FormulaError(ValueError):
+    """A formula that cannot be turned into a Composition; the message says why."""
+
+
+def parse_formula(formula: str) -> tuple[Composition, bool]:
+    """Parse a database formula into a :class:`~pymatgen.core.Composition`.
+
+    Returns ``(composition, oxygen_variable)`` where ``oxygen_variable`` says a variable
+    non-stoichiometry term was dropped (see module docstring). Amounts are atoms per formula unit.
+    """
+    if not isinstance(formula, str) or not formula.strip():
+        raise FormulaError(f"empty formula {formula!r}")
+    text = formula.strip()
+    cleaned, n_sub = _VARIABLE_TERM.subn("", text)
+    variable = n_sub > 0
+    if re.search(r"[^A-Za-z0-9.]", cleaned):
+        raise FormulaError(f"formula {formula!r}: unexpected character(s) {sorted(set(re.findall(r'[^A-Za-z0-9.]', cleaned)))}")
+    pos = 0
+    amounts: dict[str, float] = {}
+    previous: tuple[str, str] | None = None
+    for m in _TOKEN.finditer(cleaned):
+        if m.start() != pos:
+            break
+        symbol, amount = m.group(1), m.group(2)
+        pos = m.end()
+        if not Element.is_valid_symbol(symbol):
+            if len(symbol) == 2 and symbol[1] in VARIABLE_LETTERS and Element.is_valid_symbol(symbol[0]):
+                raise FormulaError(
+                    f"formula {formula!r}: variable {symbol[1]!r} in place of the amount of {symbol[0]} (content unknown)"
+                )
+            if symbol in VARIABLE_LETTERS and previous is not None and previous[1] == "":
+                raise FormulaError(
+                    f"formula {formula!r}: variable {symbol!r} in place of the amount of {previous[0]} (content unknown)"
+                )
+            raise FormulaError(f"formula {formula!r}: unknown element symbol {symbol!r}")
+        try:
+            value = float(amount) if amount else 1.0
+        except ValueError:
+            raise FormulaError(f"formula {formula!r}: bad amount {amount!r} for {symbol}") from None
+        amounts[symbol] = amounts.get(symbol, 0.0) + value
+        previous = (symbol, amount)
+    if pos != len(cleaned):
+        raise FormulaError(f"formula {formula!r}: cannot read {cleaned[pos:]!r} (variable in place of an amount, or a stray letter)")
+    if not amounts or sum(amounts.values()) <= 0:
+        raise FormulaError(f"formula {formula!r}: no atoms")
+    return Composition(amounts), variable
+
+
+def check_elements(symbols: list[str] | tuple[str, ...]) -> list[Element]:
+    """Turn element symbols into :class:`Element`, raising ``ValueError`` naming any unknown one."""
+    bad = [s for s in symbols if not (isinstance(s, str) and Element.is_valid_symbol(s))]
+    if bad:
+        raise ValueError(f"unknown element symbol(s): {bad}")
+    return [Element(s) for s in symbols]

@@ -1,0 +1,43 @@
+import pytest
+from pymatgen.core import Composition, Element
+
+from matdiscovery.chemistry import FormulaError, check_elements, parse_formula
+
+
+@pytest.mark.parametrize(
+    "formula, expected, variable",
+    [
+        ("MgB2", "Mg1 B2", False),
+        ("YBa2Cu3O7-X", "Y1 Ba2 Cu3 O7", True),
+        ("La2CuO4+Z", "La2 Cu1 O4", True),
+        ("Y1Ba2Cu4O8+-Z", "Y1 Ba2 Cu4 O8", True),
+        ("Ba0.2La1.8Cu1O4-Y", "Ba0.2 La1.8 Cu1 O4", True),
+        ("Nb3Ge", "Nb3 Ge1", False),
+    ],
+)
+def test_parse_formula_valid(formula, expected, variable):
+    comp, var = parse_formula(formula)
+    assert comp == Composition(expected)
+    assert var is variable
+
+
+@pytest.mark.parametrize(
+    "formula, message",
+    [
+        ("Y1Ba2Cu3OX", "variable 'X' in place of the amount of O"),
+        ("Yb16Ba1Cu2Oz", "variable 'z' in place of the amount of O"),
+        ("Ca-0.1Cu2O4", "unexpected character"),
+        ("Xx2O", "unknown element symbol 'Xx'"),
+        ("", "empty formula"),
+        ("Hg1Sr2Cu2O6=z", "unexpected character"),
+    ],
+)
+def test_parse_formula_malformed_names_the_problem(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(formula)
+
+
+def test_check_elements():
+    assert check_elements(["Zr", "In", "Ni"]) == [Element("Zr"), Element("In"), Element("Ni")]
+    with pytest.raises(ValueError, match="Qq"):
+        check_elements(["Zr", "Qq"])

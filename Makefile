@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 data: env
-	$(BIN)/dvc pull --quiet
+	# only the raw data lives in the team remote; pipeline outputs are rebuilt by `dvc repro`
+	$(BIN)/dvc pull --quiet data.dvc
 
 repro: data
 	$(BIN)/dvc repro

@@ -13,6 +13,8 @@ from matdiscovery.chemistry import FormulaError, check_elements, parse_formula
         ("Y1Ba2Cu4O8+-Z", "Y1 Ba2 Cu4 O8", True),
         ("Ba0.2La1.8Cu1O4-Y", "Ba0.2 La1.8 Cu1 O4", True),
         ("Nb3Ge", "Nb3 Ge1", False),
+        ("Nb1O", "Nb1 O1", False),
+        ("Y1O1", "Y1 O1", False),
     ],
 )
 def test_parse_formula_valid(formula, expected, variable):
@@ -25,6 +27,8 @@ def test_parse_formula_valid(formula, expected, variable):
     "formula, message",
     [
         ("Y1Ba2Cu3OX", "variable 'X' in place of the amount of O"),
+        ("Y1Ba2Cu3OY", "variable 'Y' in place of the amount of O"),
+        ("La2Cu1OD", "variable 'D' in place of the amount of O"),
         ("Yb16Ba1Cu2Oz", "variable 'z' in place of the amount of O"),
         ("Ca-0.1Cu2O4", "unexpected character"),
         ("Xx2O", "unknown element symbol 'Xx'"),

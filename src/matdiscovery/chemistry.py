@@ -4,7 +4,8 @@ SuperCon writes oxygen non-stoichiometry as a variable, e.g. ``YBa2Cu3O7-X``, ``
 ``Y1Ba2Cu4O8+-Z``. Our rule (documented in the reports): a variable term ``±v`` (``v`` one of
 X, Y, Z, D, x, y, z, d) that follows a number is dropped, i.e. the nominal stoichiometry is
 used (δ → 0), and the entry is flagged ``oxygen_variable``. A variable that stands in place of
-an amount (``OZ``, ``Oz-0.8``), a negative amount (``Ca-0.1``), an unknown element symbol or an
+an amount (``OZ``, ``Oz-0.8``, and ``OY`` / ``OD`` at the end of a formula, where the variable
+letter is also an element symbol: ``Y1Ba2Cu3OY`` is not one extra yttrium atom), a negative amount (``Ca-0.1``), an unknown element symbol or an
 empty formula is malformed and raises :class:`FormulaError`.
 """
 
@@ -44,6 +45,11 @@ def parse_formula(formula: str) -> tuple[Composition, bool]:
             break
         symbol, amount = m.group(1), m.group(2)
         pos = m.end()
+        if (symbol in VARIABLE_LETTERS and amount == "" and m.end() == len(cleaned)
+                and previous is not None and previous == ("O", "")):
+            raise FormulaError(
+                f"formula {formula!r}: variable {symbol!r} in place of the amount of O (content unknown)"
+            )
         if not Element.is_valid_symbol(symbol):
             if len(symbol) == 2 and symbol[1] in VARIABLE_LETTERS and Element.is_valid_symbol(symbol[0]):
                 raise FormulaError(

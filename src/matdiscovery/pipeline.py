@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         print(run_notebook(args.name))
     else:
-        from matdiscovery.reporting import write_index
+        from matdiscovery.report_index import HEADLINE_METRICS, write_index
 
-        print(write_index([n for n in args.names if (project_root() / "reports" / f"{n}.html").exists()]))
+        names = [n for n in args.names if (project_root() / "reports" / f"{n}.html").exists()]
+        print(write_index(names, headline=HEADLINE_METRICS))
     return 0
 
 

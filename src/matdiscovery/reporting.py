@@ -1,4 +1,4 @@
-"""Metrics files, figure style and the report index.
+"""Metrics files and figure style.
 
 Metrics are flat JSON objects (``dvc metrics show`` reads them): numbers, or lists of numbers,
 keyed by names a reader knows (``mae_eV_per_atom``, ``roc_auc``). A paper's number goes beside
@@ -7,7 +7,6 @@ ours under a ``paper_`` prefix.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import platform
@@ -76,29 +75,3 @@ def environment_summary() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-def write_index(names: list[str], out: str | Path = "reports/index.html", headline: int = 8) -> Path:
-    """A small HTML page linking each ``reports/<name>.html`` with its first metrics."""
-    root = project_root()
-    rows = []
-    for name in names:
-        mfile = root / "metrics" / f"{name}.json"
-        metrics = json.loads(mfile.read_text()) if mfile.exists() else {}
-        scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("paper_")]
-        cells = "".join(f"<li><code>{html.escape(k)}</code>: {v:.4g}</li>" for k, v in scalars[:headline])
-        more = f"<li>… {len(scalars) - headline} more in <code>metrics/{name}.json</code></li>" if len(scalars) > headline else ""
-        rows.append(
-            f"<tr><td><a href='{name}.html'>{html.escape(name)}</a></td><td><ul>{cells}{more}</ul></td></tr>"
-        )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>matdiscovery reports</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{vertical-align:top;padding:.4em;"
-        "border-bottom:1px solid #ddd}ul{margin:0}</style></head><body><h1>matdiscovery reports</h1>"
-        "<p>Rendered by <code>dvc repro</code>; numbers from <code>metrics/*.json</code>.</p>"
-        f"<table><tr><th>report</th><th>headline metrics</th></tr>{''.join(rows)}</table></body></html>\n"
-    )
-    target = root / out
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page)
-    return target

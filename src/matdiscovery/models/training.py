@@ -83,7 +83,7 @@ def fit(
             value = masked_loss(model(batch), y, weights, loss)
             value.backward()
             opt.step()
-            total += float(value) * batch.num_graphs
+            total += float(value.detach()) * batch.num_graphs
             n += batch.num_graphs
         sched.step()
         history.train_loss.append(total / max(n, 1))

@@ -1,0 +1,103 @@
+"""``reports/index.html``: one row per rendered report with its headline metrics.
+
+Written by the ``index`` stage (``python -m matdiscovery.pipeline index``); kept apart from
+:mod:`matdiscovery.reporting` so that changing what the index shows does not invalidate the
+notebook stages.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from matdiscovery.paths import project_root
+
+#: Metrics shown for each report on ``reports/index.html`` (the keys each issue asks for).
+HEADLINE_METRICS = {
+    "01_generator_smoothness": [
+        "validity_structural", "validity_compositional", "uniqueness", "novelty",
+        "lipschitz_median_noise", "lipschitz_median_conditioning", "jump_rate",
+        "validity_structural_smooth", "lipschitz_median_noise_smooth", "jump_rate_smooth",
+    ],
+    "02_stability_screening": [
+        "judge_composition_mae_eV_per_atom", "judge_chgnet_mae_eV_per_atom", "fraction_stable_generated",
+        "fraction_stable_control", "judge_agreement", "ood_spearman", "chgnet_throughput_ratio",
+    ],
+    "03_hessian_spectra": [
+        "pyhessian_speedup", "spearman_top_eigenvalue_vs_mtl_penalty",
+        "perov_5.curvature_ratio_mtl", "perov_5.curvature_ratio_stl", "perov_5.n_tasks_mtl_worse_than_stl",
+        "jarvis.curvature_ratio_mtl", "jarvis.curvature_ratio_stl", "jarvis.n_tasks_mtl_worse_than_stl",
+        "qm9.curvature_ratio_mtl", "qm9.curvature_ratio_stl", "qm9.n_tasks_mtl_worse_than_stl",
+    ],
+    "04_closed_loop": [
+        "success_rate_by_cycle_closed", "success_rate_by_cycle_open", "improvement_ratio",
+        "rediscovered_families", "classifier_roc_auc_grouped",
+    ],
+}
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as one level with ``/``-joined keys (``{"qm9": {"trace": 1}}`` → ``qm9/trace``)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+        return html.escape(str(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def write_index(names: list[str], out: str | Path = "reports/index.html",
+                headline: Mapping[str, list[str]] | None = None, n_default: int = 8) -> Path:
+    """A small HTML page linking each ``reports/<name>.html`` with its headline metrics.
+
+    ``headline[name]`` lists the metric keys (flattened with ``/``) shown for ``name``, each with
+    the paper's value where a ``paper_<key>`` metric exists; without it, the first
+    ``n_default`` numeric metrics are shown.
+    """
+    root = project_root()
+    rows = []
+    for name in names:
+        mfile = root / "metrics" / f"{name}.json"
+        metrics = flatten_metrics(json.loads(mfile.read_text())) if mfile.exists() else {}
+        keys = list((headline or {}).get(name, []))
+        if not keys:
+            keys = [k for k, v in metrics.items() if isinstance(v, (int, float, list))
+                    and not k.rsplit("/", 1)[-1].startswith("paper_")][:n_default]
+        items = []
+        for key in keys:
+            if key not in metrics:
+                continue
+            head, _, leaf = key.rpartition("/")
+            paper = metrics.get(f"{head}/paper_{leaf}" if head else f"paper_{leaf}")
+            beside = f" (paper: {_format_value(paper)})" if paper is not None else ""
+            items.append(f"<li><code>{html.escape(key)}</code>: {_format_value(metrics[key])}{beside}</li>")
+        rest = len(metrics) - len(items)
+        more = f"<li>… {rest} more in <code>metrics/{name}.json</code></li>" if rest > 0 else ""
+        rows.append(
+            f"<tr><td><a href='{name}.html'>{html.escape(name)}</a></td><td><ul>{''.join(items)}{more}</ul></td></tr>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>matdiscovery reports</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{vertical-align:top;padding:.4em;"
+        "border-bottom:1px solid #ddd}ul{margin:0}</style></head><body><h1>matdiscovery reports</h1>"
+        "<p>Rendered by <code>dvc repro</code>; numbers from <code>metrics/*.json</code>.</p>"
+        f"<table><tr><th>report</th><th>headline metrics</th></tr>{''.join(rows)}</table></body></html>\n"
+    )
+    target = root / out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page)
+    return target

@@ -1,0 +1,215 @@
+"""SuperCon cleaning: implausible rows, chemical-family labels, duplicate merging.
+
+Input is :func:`matdiscovery.datasets.load_supercon_nims` (formulas already parsed with the
+oxygen-variable rule of :mod:`matdiscovery.chemistry`: a trailing ``±x`` is dropped, a variable
+in place of an amount such as ``Oz`` makes the row malformed). On top of that:
+
+* **Implausible Tc**: ``tc_K > 165`` K without hydrogen/deuterium is dropped (the highest
+  cuprate Tc, Hg-1223 under pressure, is ~164 K; the rows above it are misprints such as
+  ``Er1Ba2Cu3O7-X`` at 275 K). Rows with an element beyond Pu (no element features) are dropped.
+  Both are counted in :class:`CleaningReport`, like the loader's malformed rows (which include
+  ``Oz``/``OX``/``OY`` rows: the oxygen content is unknown).
+* **Duplicates** are merged on the composition key (atomic fractions rounded to 1e-4, see
+  :func:`composition_key`): ``tc_K`` is the **median** over measurements (robust to single bad
+  reports), ``tc_max_K`` the maximum, ``family`` (SuperCon ``str3``) the most frequent label.
+* **Chemical class** (:func:`chemical_class`) from composition and ``str3``; the **group** used
+  for family-grouped splits is the class for the large unconventional classes (cuprate,
+  iron-based, hydride, fullerene, bismuthate) and otherwise the ``str3`` structure label, or the
+  chemical system when ``str3`` is blank (so doping series of one system never straddle a split).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition
+
+from matdiscovery.composition import MAX_Z
+
+#: Tc above which a row without H/D is treated as a misprint (K).
+MAX_PLAUSIBLE_TC_K = 165.0
+#: Classes that form one group each in family-grouped splits.
+GROUPED_CLASSES = ("cuprate", "iron_based", "hydride", "fullerene", "bismuthate")
+_PNICTOGEN_CHALCOGEN = {"As", "P", "Se", "Te", "S"}
+_HEAVY_FERMION = {"Ce", "U", "Pu", "Np", "Yb"}
+
+
+def composition_key(comp: Composition, digits: int = 4) -> str:
+    """A canonical string for ``comp``: elements in Z order with atomic fractions rounded to
+    ``digits`` (``Ni1Zr2`` and ``Zr2Ni`` both give ``'Ni0.3333Zr0.6667'``)."""
+    if not isinstance(comp, Composition):
+        raise TypeError(f"expected a pymatgen Composition, got {type(comp).__name__}")
+    if comp.num_atoms <= 0:
+        raise ValueError(f"empty composition {comp}")
+    frac = comp.fractional_composition
+    items = sorted(((el, round(float(a), digits)) for el, a in frac.items()), key=lambda kv: kv[0].Z)
+    return "".join(f"{el.symbol}{a:g}" for el, a in items if a > 0)
+
+
+def chemical_system(comp: Composition) -> str:
+    """Elements joined by ``-`` in alphabetical order (pymatgen's ``chemical_system``)."""
+    return comp.chemical_system
+
+
+def chemical_class(comp: Composition, family: str | None = None) -> str:
+    """Superconductor class from composition (and the SuperCon ``str3`` label where it decides).
+
+    Rules, first match wins (fractions are atomic fractions):
+    ``hydride`` H+D ≥ 0.5; ``fullerene`` str3 'fullerene' or C ≥ 0.8 with C ≥ 28 atoms per formula;
+    ``cuprate`` Cu and O present with O ≥ 0.25; ``iron_based`` Fe ≥ 0.1 with As/P/S/Se/Te;
+    ``bismuthate`` Bi and O with Ba or K, no Cu; ``oxide`` other O ≥ 0.25;
+    ``heavy_fermion`` Ce/U/Pu/Np/Yb ≥ 0.1; ``borocarbide`` B and C with Ni/Pd/Pt;
+    ``chalcogenide`` S/Se/Te ≥ 0.2; otherwise ``intermetallic``.
+    """
+    frac = {el.symbol: float(a) for el, a in comp.fractional_composition.items()}
+    fam = family.strip() if isinstance(family, str) else ""
+
+    def f(*symbols: str) -> float:
+        return sum(frac.get(s, 0.0) for s in symbols)
+
+    if f("H", "D") >= 0.5:
+        return "hydride"
+    if fam == "fullerene" or (f("C") >= 0.8 and comp["C"] >= 28):
+        return "fullerene"
+    if "Cu" in frac and f("O") >= 0.25:
+        return "cuprate"
+    if f("Fe") >= 0.1 and _PNICTOGEN_CHALCOGEN & frac.keys():
+        return "iron_based"
+    if "Bi" in frac and "O" in frac and ({"Ba", "K"} & frac.keys()) and "Cu" not in frac:
+        return "bismuthate"
+    if f("O") >= 0.25:
+        return "oxide"
+    if f(*_HEAVY_FERMION) >= 0.1:
+        return "heavy_fermion"
+    if "B" in frac and "C" in frac and ({"Ni", "Pd", "Pt"} & frac.keys()):
+        return "borocarbide"
+    if f("S", "Se", "Te") >= 0.2:
+        return "chalcogenide"
+    return "intermetallic"
+
+
+def family_group(comp: Composition, family: str | None, chem_class: str) -> str:
+    """Group label for family-grouped splits (see module docstring)."""
+    if chem_class in GROUPED_CLASSES:
+        return chem_class
+    fam = family.strip() if isinstance(family, str) else ""
+    return f"str3:{fam}" if fam else f"sys:{comp.chemical_system}"
+
+
+@dataclass
+class CleaningReport:
+    """Counts of what was dropped and why, and how duplicates were merged."""
+
+    n_raw_rows: int
+    n_loader_skipped: int
+    loader_skipped_by_reason: dict[str, int]
+    n_implausible_tc: int
+    n_beyond_pu: int
+    n_rows_kept: int
+    n_compositions: int
+    n_merged_duplicates: int
+    tc_aggregation: str = "median"
+    dropped_examples: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "dropped_examples"}
+
+
+def skipped_reason(reason: str) -> str:
+    """A short category for a :class:`~matdiscovery.datasets.BadRow` reason."""
+    if "in place of the amount of O" in reason:
+        return "oxygen content unknown (Oz/OX)"
+    if "in place of the amount" in reason:
+        return "other amount unknown"
+    if "unknown element symbol 'M'" in reason:
+        return "generic metal 'M'"
+    if "unknown element symbol" in reason:
+        return "unknown element symbol"
+    if "unexpected character" in reason:
+        return "stray character (+, -, =)"
+    if "could not convert" in reason or "ValueError" in reason and "float" in reason:
+        return "non-numeric Tc"
+    return "other"
+
+
+def clean_supercon(frame: pd.DataFrame, tc_max_plausible_K: float = MAX_PLAUSIBLE_TC_K) -> tuple[pd.DataFrame, CleaningReport]:
+    """Clean and merge :func:`~matdiscovery.datasets.load_supercon_nims` output.
+
+    Returns one row per distinct composition with columns ``key``, ``composition``
+    (:class:`Composition`, as first written), ``formula``, ``tc_K`` (median, K), ``tc_max_K``,
+    ``n_measurements``, ``family`` (str3 mode or None), ``chem_class``, ``group``,
+    ``chemical_system``, ``n_elements``, ``oxygen_variable`` (any measurement), and a
+    :class:`CleaningReport`.
+    """
+    required = {"composition", "tc_K", "family", "formula"}
+    missing = required - set(frame.columns)
+    if missing:
+        raise ValueError(f"clean_supercon needs columns {sorted(required)}; missing {sorted(missing)}")
+    skipped = list(frame.attrs.get("skipped", []))
+    by_reason = Counter(skipped_reason(b.reason) for b in skipped)
+    has_h = np.array([("H" in c) or ("D" in c) for c in (frozenset(e.symbol for e in comp.elements) for comp in frame["composition"])])
+    implausible = (frame["tc_K"].to_numpy() > tc_max_plausible_K) & ~has_h
+    beyond = np.array([max(e.Z for e in comp.elements) > MAX_Z for comp in frame["composition"]])
+    negative = frame["tc_K"].to_numpy() < 0
+    drop = implausible | beyond | negative
+    examples = [f"{f} ({t:g} K)" for f, t in zip(frame["formula"][implausible], frame["tc_K"][implausible])]
+    kept = frame.loc[~drop].copy()
+    kept.attrs = {}  # pandas deep-copies attrs (the skipped-row list) into every group otherwise
+    kept["key"] = [composition_key(c) for c in kept["composition"]]
+
+    def mode(values: pd.Series) -> str | None:
+        vals = [v for v in values if isinstance(v, str) and v]
+        return Counter(vals).most_common(1)[0][0] if vals else None
+
+    grouped = kept.groupby("key", sort=True)
+    merged = grouped.agg(
+        formula=("formula", "first"),
+        composition=("composition", "first"),
+        tc_K=("tc_K", "median"),
+        tc_max_K=("tc_K", "max"),
+        n_measurements=("tc_K", "size"),
+        family=("family", mode),
+        oxygen_variable=("oxygen_variable", "any"),
+    ).reset_index()
+    merged["family"] = merged["family"].astype(object).where(merged["family"].notna(), None)
+    merged["chem_class"] = [chemical_class(c, f) for c, f in zip(merged["composition"], merged["family"])]
+    merged["group"] = [family_group(c, f, k) for c, f, k in zip(merged["composition"], merged["family"], merged["chem_class"])]
+    merged["chemical_system"] = [c.chemical_system for c in merged["composition"]]
+    merged["n_elements"] = [len(c.elements) for c in merged["composition"]]
+    report = CleaningReport(
+        n_raw_rows=len(frame) + len(skipped),
+        n_loader_skipped=len(skipped),
+        loader_skipped_by_reason=dict(by_reason.most_common()),
+        n_implausible_tc=int(implausible.sum()),
+        n_beyond_pu=int(beyond.sum()),
+        n_rows_kept=len(kept),
+        n_compositions=len(merged),
+        n_merged_duplicates=len(kept) - len(merged),
+        dropped_examples=examples,
+    )
+    return merged, report
+
+
+def oxygen_unknown_recoverable(frame: pd.DataFrame) -> int:
+    """How many loader-skipped ``Oz``/``OX`` rows have a cation skeleton that also appears
+    with a known oxygen content among the parsed rows (diagnostic for the Oz rule)."""
+    skeletons = set()
+    for comp in frame["composition"]:
+        if "O" in comp and len(comp.elements) > 1:
+            skeletons.add(composition_key(Composition({e: a for e, a in comp.items() if e.symbol != "O"})))
+    n = 0
+    for bad in frame.attrs.get("skipped", []):
+        if skipped_reason(bad.reason) != "oxygen content unknown (Oz/OX)":
+            continue
+        text = re.sub(r"O[XYZDxyzd].*$", "", bad.value)
+        try:
+            comp = Composition(text)
+        except Exception:  # noqa: BLE001 - a diagnostic only
+            continue
+        if comp.num_atoms > 0 and composition_key(comp) in skeletons:
+            n += 1
+    return n

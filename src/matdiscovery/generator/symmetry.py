@@ -1,0 +1,168 @@
+"""Space-group symmetry: affine operations, lattices from tied lengths, orbit expansion, merging.
+
+Operations come from pymatgen's :class:`~pymatgen.symmetry.groups.SpaceGroup` (conventional
+setting, lattice centring included, hexagonal setting for R groups), as 4×4 affine matrices
+acting on fractional coordinates. Only space groups with fixed cell angles are supported
+(cubic, tetragonal, orthorhombic, trigonal/hexagonal), as in PGCGM: the generator predicts
+three lengths (Å) tied by a per-crystal-system pattern.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Lattice, Structure
+from pymatgen.symmetry.groups import SpaceGroup
+
+#: length tie pattern (which raw length feeds a, b, c) and fixed angles (deg) per crystal system
+CRYSTAL_SYSTEMS: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
+    "cubic": ((0, 0, 0), (90.0, 90.0, 90.0)),
+    "tetragonal": ((0, 0, 2), (90.0, 90.0, 90.0)),
+    "orthorhombic": ((0, 1, 2), (90.0, 90.0, 90.0)),
+    "hexagonal": ((0, 0, 2), (90.0, 90.0, 120.0)),
+    "trigonal": ((0, 0, 2), (90.0, 90.0, 120.0)),
+}
+
+
+def check_spacegroup(number: int) -> int:
+    """Return ``number`` as int if it is an international space-group number 1–230, else raise."""
+    try:
+        n = int(number)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"space group must be an integer 1-230, got {number!r}") from exc
+    if n != number or not 1 <= n <= 230:
+        raise ValueError(f"space group must be an integer 1-230, got {number!r}")
+    return n
+
+
+@lru_cache(maxsize=None)
+def crystal_system(number: int) -> str:
+    return SpaceGroup.from_int_number(check_spacegroup(number)).crystal_system
+
+
+def is_supported(number: int) -> bool:
+    """True when the space group has fixed cell angles (the generator can build its lattice)."""
+    return crystal_system(number) in CRYSTAL_SYSTEMS
+
+
+@lru_cache(maxsize=None)
+def symmetry_operations(number: int) -> np.ndarray:
+    """``(M, 4, 4)`` affine matrices (fractional coordinates) of space group ``number``."""
+    sg = SpaceGroup.from_int_number(check_spacegroup(number))
+    return np.array([op.affine_matrix for op in sg.symmetry_ops], dtype=float)
+
+
+def tied_lengths(raw: np.ndarray, number: int) -> np.ndarray:
+    """Apply the crystal-system tie pattern to raw lengths ``(..., 3)`` (Å)."""
+    system = crystal_system(number)
+    if system not in CRYSTAL_SYSTEMS:
+        raise ValueError(f"space group {number} is {system}: cell angles are free; only "
+                         f"{sorted(CRYSTAL_SYSTEMS)} systems are supported")
+    idx, _ = CRYSTAL_SYSTEMS[system]
+    return np.asarray(raw)[..., list(idx)]
+
+
+def lattice_for(lengths: np.ndarray, number: int) -> Lattice:
+    """pymatgen Lattice of space group ``number`` from raw lengths (Å), ties and angles applied."""
+    a, b, c = tied_lengths(np.asarray(lengths, dtype=float), number)
+    _, angles = CRYSTAL_SYSTEMS[crystal_system(number)]
+    return Lattice.from_parameters(a, b, c, *angles)
+
+
+def lattice_matrix_torch(lengths: torch.Tensor, gamma_deg: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, 3)`` row-vector lattice matrices (Å) for α = β = 90°, γ given per sample (deg).
+
+    ``lengths`` is ``(B, 3)`` (already tied). Differentiable in the lengths.
+    """
+    g = torch.deg2rad(gamma_deg)
+    a, b, c = lengths[:, 0], lengths[:, 1], lengths[:, 2]
+    zero = torch.zeros_like(a)
+    row_a = torch.stack([a, zero, zero], dim=-1)
+    row_b = torch.stack([b * torch.cos(g), b * torch.sin(g), zero], dim=-1)
+    row_c = torch.stack([zero, zero, c], dim=-1)
+    return torch.stack([row_a, row_b, row_c], dim=1)
+
+
+def expand_orbits(frac: np.ndarray, number: int, tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply every operation of space group ``number`` to basis points ``frac`` ``(k, 3)``.
+
+    Returns ``(coords (n, 3) in [0, 1), basis index (n,), operation index (n,))`` with exact
+    duplicates (fractional distance < ``tol``, periodic) removed within each orbit.
+    """
+    ops = symmetry_operations(number)
+    frac = np.atleast_2d(np.asarray(frac, dtype=float))
+    coords, owner, opidx = [], [], []
+    for k, f in enumerate(frac):
+        img = (np.einsum("mij,j->mi", ops[:, :3, :3], f) + ops[:, :3, 3]) % 1.0
+        d = img[:, None] - img[None]
+        close = (np.abs(d - np.round(d)) < tol).all(-1)
+        keep = np.ones(len(img), dtype=bool)
+        for m in range(len(img)):
+            if keep[m]:
+                keep[m + 1:] &= ~close[m, m + 1:]
+        idx = np.nonzero(keep)[0]
+        coords.append(img[idx])
+        owner.append(np.full(len(idx), k))
+        opidx.append(idx)
+    return np.concatenate(coords) % 1.0, np.concatenate(owner), np.concatenate(opidx)
+
+
+def build_structure(species: list[str], frac: np.ndarray, lengths: np.ndarray, number: int, tol: float = 1e-3) -> Structure:
+    """Structure from basis atoms (one species per basis point) expanded by space group ``number``
+    (exact duplicates only are merged; see :func:`merge_close_atoms` for PGCGM's merging)."""
+    lattice = lattice_for(lengths, number)
+    coords, owner, _ = expand_orbits(frac, number, tol)
+    return Structure(lattice, [species[k] for k in owner], coords)
+
+
+@lru_cache(maxsize=None)
+def _radius(z: int) -> float:
+    r = Element.from_Z(z).atomic_radius
+    return float(r) if r is not None else 1.0
+
+
+def merge_close_atoms(structure: Structure, factor: float, provenance: np.ndarray | None = None
+                      ) -> tuple[Structure, np.ndarray | None]:
+    """Merge same-element atoms closer than ``factor`` × atomic radius (Å) into their periodic mean.
+
+    PGCGM's post-processing (factor 0.6 then 1.5). Clusters are connected components of the
+    "closer than" graph. ``provenance`` (one row per site) is reduced to the cluster's first site.
+    """
+    if len(structure) <= 1:
+        return structure, provenance
+    dist = structure.distance_matrix
+    species = [s.specie for s in structure]
+    zs = np.array([sp.Z for sp in species])
+    radius = np.array([_radius(int(z)) for z in zs])
+    same = zs[:, None] == zs[None, :]
+    close = same & (dist < factor * radius[:, None])
+    n = len(structure)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([find(i) for i in range(n)])
+    if len(set(roots.tolist())) == n:
+        return structure, provenance
+    frac = structure.frac_coords
+    new_species, new_coords, keep = [], [], []
+    for r in sorted(set(roots.tolist())):
+        members = np.nonzero(roots == r)[0]
+        ref = frac[r]
+        delta = frac[members] - ref
+        delta -= np.round(delta)
+        new_coords.append((ref + delta.mean(axis=0)) % 1.0)
+        new_species.append(species[r])
+        keep.append(r)
+    merged = Structure(structure.lattice, new_species, np.array(new_coords))
+    return merged, (None if provenance is None else provenance[keep])

@@ -1,0 +1,232 @@
+"""Stability package: structure checks, JARVIS hull, composition judge, OOD distances, screening."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Composition, DummySpecies, Lattice, Structure
+
+from matdiscovery.stability import FormationEnergyHull, check_structure, check_structures, invalid_summary
+from matdiscovery.stability.composition_judge import (
+    CompositionJudge, JudgeConfig, ground_state_table, magpie_rf_baseline, split_by_formula, train_composition_judge,
+)
+from matdiscovery.stability.ood import EmbeddingDomain, element_counts, element_coverage
+from matdiscovery.stability.screening import screen, stable_mask, summarize
+
+L = Lattice.cubic(4.0)
+ROCKSALT = Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("structure, fragment", [
+    (Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.02, 0, 0]]), "overlapping atoms"),
+    (Structure(L, ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]]), "NaN"),
+    (Structure(L, ["Na", DummySpecies("X")], [[0, 0, 0], [0.5, 0.5, 0.5]]), "unknown element"),
+    (Structure(L, [], []), "empty cell"),
+    (Structure(Lattice.cubic(0.3), ["Na"], [[0, 0, 0]]), "overlapping atoms"),  # atom on its own image
+    (Structure(Lattice([[1, 0, 0], [2, 0, 0], [0, 0, 1]]), ["Na"], [[0, 0, 0]]), "degenerate cell"),
+    ("not a structure", "not a pymatgen Structure"),
+])
+def test_bad_structures_get_a_reason(structure, fragment):
+    check = check_structure(structure)
+    assert not check.valid
+    assert fragment in check.reason
+
+
+def test_good_structure_is_valid_and_counts():
+    assert check_structure(ROCKSALT).valid
+    checks = check_structures([ROCKSALT, Structure(L, [], []), Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])])
+    assert checks["valid"].tolist() == [True, False, False]
+    assert invalid_summary(checks) == {"empty cell": 1, "overlapping atoms": 1}
+
+
+# ----------------------------------------------------------------------------- hull
+def _toy_hull():
+    # A-B binary: AB at -1.0 eV/atom is the only compound on the hull; A3B at -0.2 is above it
+    comps = [Composition("AlNi"), Composition("Al3Ni")]
+    return FormationEnergyHull(comps, [-1.0, -0.2], ids=["ab", "a3b"])
+
+
+def test_hull_distances_on_a_toy_binary():
+    hull = _toy_hull()
+    assert hull.e_above_hull(Composition("AlNi"), -1.0) == pytest.approx(0.0, abs=1e-9)
+    assert hull.e_above_hull(Composition("AlNi"), -1.3) == pytest.approx(-0.3, abs=1e-9)
+    # Al3Ni: the hull at x_Ni = 0.25 is halfway between Al (0) and AlNi (-1.0) -> -0.5
+    assert hull.e_above_hull(Composition("Al3Ni"), -0.2) == pytest.approx(0.3, abs=1e-9)
+    # a ternary query uses the binary sub-hulls plus the third element at 0
+    assert hull.e_above_hull(Composition("AlNiCu"), -2 / 3) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(hull.e_above_hull(Composition("AlNi"), float("nan")))
+    assert hull.n_entries == 2
+
+
+def test_hull_exclude_and_errors():
+    frame = pd.DataFrame({"jid": ["x1", "x2"], "composition": [Composition("AlNi"), Composition("Al3Ni")],
+                          "formation_energy_per_atom": [-1.0, -0.6]})
+    full = FormationEnergyHull.from_frame(frame)
+    without = FormationEnergyHull.from_frame(frame, exclude=["AlNi"])
+    assert full.e_above_hull(Composition("Al3Ni"), -0.6) == pytest.approx(0.0, abs=1e-9)  # its own hull point
+    assert full.e_above_hull(Composition("Al3Ni"), -0.7) == pytest.approx(-0.1, abs=1e-9)
+    assert without.e_above_hull(Composition("AlNi"), -1.0) < 0  # judged against Al3Ni only
+    with pytest.raises(KeyError, match="no column"):
+        FormationEnergyHull.from_frame(frame.drop(columns=["formation_energy_per_atom"]))
+    with pytest.raises(ValueError, match="compositions but"):
+        FormationEnergyHull([Composition("AlNi")], [-1.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def jarvis():
+    from matdiscovery.datasets import load_jarvis_dft
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_jarvis_dft(on_error="skip")
+
+
+def test_hull_reproduces_jarvis_ehull(jarvis):
+    sample = jarvis[(jarvis["nelements"] == 2)].sample(40, random_state=1)
+    # only the entries of the sampled chemical systems matter (keeps the test fast)
+    systems = {frozenset(el.symbol for el in c.elements) for c in sample["composition"]}
+    inside = jarvis["composition"].map(lambda c: any({el.symbol for el in c.elements} <= s for s in systems))
+    hull = FormationEnergyHull.from_frame(jarvis[inside])
+    ours = hull.e_above_hull_many(list(sample["composition"]), sample["formation_energy_per_atom"].to_numpy())
+    assert np.median(np.abs(ours - sample["ehull"].to_numpy())) < 0.005
+    assert np.mean(np.abs(ours - sample["ehull"].to_numpy())) < 0.05
+
+
+# ----------------------------------------------------------------------------- composition judge
+def test_ground_state_and_split():
+    frame = pd.DataFrame({"composition": [Composition("NaCl"), Composition("Na2Cl2"), Composition("KBr")],
+                          "formation_energy_per_atom": [-2.0, -2.1, -1.9]})
+    gs = ground_state_table(frame)
+    assert gs["reduced_formula"].tolist() == ["KBr", "NaCl"]
+    assert gs.set_index("reduced_formula").loc["NaCl", "formation_energy_per_atom"] == -2.1
+    formulas = [f"Na{i}Cl" for i in range(1, 60)] + ["Na2Cl2"]
+    split = split_by_formula(formulas, seed=0, force_test=["NaCl"])
+    assert split[formulas.index("Na2Cl2")] == "test" and split[0] == "test"  # NaCl forced, same formula
+    assert set(split) == {"train", "val", "test"}
+    assert np.array_equal(split, split_by_formula(formulas, seed=0, force_test=["NaCl"]))
+    with pytest.raises(ValueError, match="fractions"):
+        split_by_formula(formulas, fractions=(0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(jarvis):
+    gs = ground_state_table(jarvis.sample(450, random_state=0)).head(400)
+    split = split_by_formula(gs["reduced_formula"], seed=0)
+    judge, history = train_composition_judge(gs[split == "train"], gs[split == "val"],
+                                             JudgeConfig(dim=16, n_layers=1, epochs=3, seed=0), progress=False)
+    judge.train_table = gs[split == "train"]
+    return judge, gs[split == "test"], history
+
+
+def test_composition_judge_learns_and_round_trips(tiny_judge, tmp_path):
+    judge, test, history = tiny_judge
+    y = test["formation_energy_per_atom"].to_numpy()
+    pred = judge.predict(list(test["composition"]))
+    assert pred.shape == y.shape and np.isfinite(pred).all()
+    assert np.abs(pred - y).mean() < np.abs(y - y.mean()).mean()  # beats predicting the mean
+    assert history.train_loss[-1] < history.train_loss[0]
+    loaded = CompositionJudge.load(judge.save(tmp_path / "judge.pt"))
+    np.testing.assert_allclose(loaded.predict(list(test["composition"])), pred, atol=1e-6)
+    assert judge.embed(list(test["composition"])[:5]).shape == (5, 16)
+    with pytest.raises(FileNotFoundError, match="train_stability_judge"):
+        CompositionJudge.load(tmp_path / "missing.pt")
+
+
+def test_magpie_rf_baseline_beats_mean(tiny_judge):
+    judge, test, _ = tiny_judge
+    train = judge.train_table
+    y = test["formation_energy_per_atom"].to_numpy()
+    pred = magpie_rf_baseline(train["composition"], train["formation_energy_per_atom"], test["composition"], n_estimators=10)
+    assert pred.shape == (len(test),) and np.isfinite(pred).all()
+    assert np.abs(pred - y).mean() < np.abs(y - train["formation_energy_per_atom"].mean()).mean()
+
+
+# ----------------------------------------------------------------------------- OOD
+def test_ood_distances(tiny_judge):
+    judge, test, _ = tiny_judge
+    domain = EmbeddingDomain(judge, k=1)
+    train0 = Composition(judge.train_formulas[0])
+    assert domain.distance([train0])[0] == pytest.approx(0.0, abs=1e-5)  # its own nearest neighbour
+    assert domain.distance([Composition("Pu3Np")])[0] > 0
+    counts = element_counts(["NaCl", "KCl", "NaBr"])
+    assert counts["Cl"] == 2 and counts["Na"] == 2
+    np.testing.assert_array_equal(element_coverage([Composition("NaCl"), Composition("KI")], counts), [2, 0])
+    with pytest.raises(ValueError, match="k must be"):
+        EmbeddingDomain(judge, k=0)
+
+
+# ----------------------------------------------------------------------------- screening
+class _FakeChgnet:
+    """Deterministic stand-in for the CHGNet judge (the real one is tested in test_stability_chgnet)."""
+
+    def elemental_references(self):
+        from pymatgen.core import Element
+
+        return {Element(s): 0.0 for s in ("Na", "Cl", "K", "Br")}
+
+    batch_size = 2
+
+    def predict_energy(self, structures, progress=True):
+        if any("Br" in s.composition for s in structures):
+            raise ValueError("Structure has 1 isolated atom(s)")  # what CHGNet raises for a lone atom
+        return np.array([-1.0 for _ in structures])
+
+    def formation_energy(self, compositions, energies):
+        return np.asarray(energies, dtype=float)
+
+    def relax(self, structures, steps, failures=None):
+        if failures is not None:
+            failures[0] = "relaxation failed (test); unrelaxed energy used"
+        return list(structures)
+
+
+def test_screen_keeps_every_row_and_summarizes(tiny_judge):
+    judge, _, _ = tiny_judge
+    hull = FormationEnergyHull([Composition("NaCl")], [-2.0])
+    structures = [ROCKSALT, Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]),
+                  Structure(L, ["Na", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]), Structure(L, [], []),
+                  Structure(L, ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]]), ROCKSALT.copy()]
+    frame = screen(structures, judge, _FakeChgnet(), hull, ids=["ok", "overlap", "noref", "empty", "fails", "ok2"])
+    assert len(frame) == 6 and frame["id"].tolist() == ["ok", "overlap", "noref", "empty", "fails", "ok2"]
+    assert frame["valid"].tolist() == [True, False, True, False, True, True]
+    # a CHGNet failure costs only that structure its CHGNet energy, with the reason
+    assert np.isnan(frame.loc[4, "ef_chgnet"]) and frame.loc[4, "reason"].startswith("CHGNet failed: ValueError")
+    assert frame.loc[5, "ehull_chgnet"] == pytest.approx(1.0) and np.isfinite(frame.loc[4, "ef_composition"])
+    frame = frame.iloc[:4]
+    assert frame.loc[0, "ehull_chgnet"] == pytest.approx(1.0)  # -1 vs the hull at -2
+    assert np.isnan(frame.loc[2, "ef_chgnet"]) and "no MP elemental reference for Fe" in frame.loc[2, "reason"]
+    assert np.isfinite(frame.loc[2, "ef_composition"])
+    assert frame.loc[[1, 3], ["ef_composition", "ef_chgnet"]].isna().all().all()
+    assert not stable_mask(frame, "chgnet", 0.1).any()
+    summary = summarize(frame)
+    assert summary["n"] == 4 and summary["n_valid"] == 2 and summary["fraction_valid"] == 0.5
+    assert summary["fraction_stable_chgnet_0.1"] == 0.0 and summary["n_scored_both"] == 1
+    with pytest.raises(ValueError, match="ids for"):
+        screen(structures, judge, _FakeChgnet(), hull, ids=["a"])
+    relaxed = screen(structures[:4], judge, _FakeChgnet(), hull, relax_steps=3)
+    assert "relaxation failed" in relaxed.loc[0, "reason"] and np.isfinite(relaxed.loc[0, "ef_chgnet"])
+    assert relaxed.loc[2, "reason"].startswith("no MP elemental reference")
+
+
+def test_unreadable_cif_rows_are_kept_as_invalid(tmp_path):
+    from matdiscovery.datasets import load_structure_csv
+    from matdiscovery.stability.screening import unreadable_rows
+
+    path = tmp_path / "samples.csv"
+    pd.DataFrame({"material_id": ["a", "b", "c"], "cif": [ROCKSALT.to(fmt="cif"), "not a cif", ROCKSALT.to(fmt="cif")],
+                  "variant": ["default", "smooth", "smooth"]}).to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = load_structure_csv(path, on_error="skip")
+    bad = unreadable_rows(frame.attrs["skipped"], pd.read_csv(path))
+    assert bad["id"].tolist() == ["b"] and bad["variant"].tolist() == ["smooth"]
+    assert not bad["valid"].any() and bad.loc[0, "reason"].startswith("unreadable CIF (")
+    assert bad[["ef_composition", "ef_chgnet", "ehull_chgnet"]].isna().all().all()
+    assert invalid_summary(bad) == {"unreadable CIF": 1}
+    assert summarize(bad)["fraction_stable_chgnet_0.1"] == 0.0
+    with pytest.raises(IndexError, match="outside a table"):
+        unreadable_rows(frame.attrs["skipped"], pd.read_csv(path).iloc[:1])

@@ -17,13 +17,15 @@ from matdiscovery.paths import project_root
 #: Metrics shown for each report on ``reports/index.html`` (the keys each issue asks for).
 HEADLINE_METRICS = {
     "01_generator_smoothness": [
-        "validity_structural", "validity_compositional", "uniqueness", "novelty",
+        "nonsmooth_reproduced", "paper_input_space_smooth", "validity_structural", "validity_compositional", "uniqueness", "novelty",
         "lipschitz_median_noise", "lipschitz_median_conditioning", "jump_rate",
         "validity_structural_smooth", "lipschitz_median_noise_smooth", "jump_rate_smooth",
     ],
     "02_stability_screening": [
         "judge_composition_mae_eV_per_atom", "judge_chgnet_mae_eV_per_atom", "fraction_stable_generated",
         "fraction_stable_control", "judge_agreement", "ood_spearman", "chgnet_throughput_ratio",
+        "fraction_stable_generated_chgnet_0.25", "paper_fraction_stable_generated_dft_ehull_lt_0.25",
+        "paper_chgnet_mae_eV_per_atom_matbench_discovery",
     ],
     "03_hessian_spectra": [
         "pyhessian_speedup", "spearman_top_eigenvalue_vs_mtl_penalty",
@@ -33,7 +35,8 @@ HEADLINE_METRICS = {
     ],
     "04_closed_loop": [
         "success_rate_by_cycle_closed", "success_rate_by_cycle_open", "improvement_ratio",
-        "rediscovered_families", "classifier_roc_auc_grouped",
+        "improvement_ratio_ucb", "improvement_ratio_diverse", "paper_improvement_ratio_lower_bound",
+        "rediscovered_families", "paper_rediscovered_superconductors", "classifier_roc_auc_grouped",
     ],
 }
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Species
 from torch_geometric.data import Batch
 
 from matdiscovery.composition import (
@@ -20,6 +20,19 @@ def test_element_table_is_finite_and_standardised():
 def test_element_features_rejects_unknown():
     with pytest.raises(ValueError, match="unknown element symbol 'Qq'"):
         element_features(["O", "Qq"])
+
+
+def test_formula_with_unknown_symbol_names_it():
+    with pytest.raises(ValueError, match="unknown element symbol 'Qq'"):
+        magpie_features([Composition("NaCl"), Composition("Qq2O")])
+    with pytest.raises(ValueError, match="beyond Pu"):
+        magpie_features([Composition("AmO2")])
+
+
+def test_oxidation_state_decorated_compositions_are_featurised():
+    plain = magpie_features([Composition("FeO")])
+    decorated = magpie_features([Composition({Species("Fe", 2): 1, Species("O", -2): 1})])
+    np.testing.assert_allclose(decorated, plain)
 
 
 def test_magpie_features_known_values():

@@ -16,7 +16,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition, Element, Species
+from pymatgen.core.periodic_table import DummySpecies
 from torch_geometric.data import Data
 
 MAX_Z = 94
@@ -117,11 +118,15 @@ def element_features(elements: Iterable[Element | str]) -> np.ndarray:
     return element_table()[zs]
 
 
-def _z(el: Element | str) -> int:
+def _z(el: Element | Species | str) -> int:
     if isinstance(el, str):
         if not Element.is_valid_symbol(el):
             raise ValueError(f"unknown element symbol {el!r}")
         el = Element(el)
+    if isinstance(el, DummySpecies):  # what pymatgen makes of an unknown symbol in a formula
+        raise ValueError(f"unknown element symbol {el.symbol!r} (not a chemical element; check the formula)")
+    if isinstance(el, Species):
+        el = el.element
     z = el.Z
     if z > MAX_Z:
         raise ValueError(f"element {el} (Z={z}) is beyond Pu (Z={MAX_Z}); no features for it")

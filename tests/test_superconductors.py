@@ -297,3 +297,23 @@ def test_plot_ternary_draws():
     cs = sc.plot_ternary(ax, ["Zr", "In", "Ni"], fr, fr[:, 0], known=np.array([[0.5, 0.0, 0.5]]), known_values=np.array([1.0]))
     assert cs is not None and ax.get_title() == "Zr-In-Ni"
     plt.close(fig)
+
+
+def _result(closed: bool, rates: list[list[float]], groups: list[list[str]], seed: int = 0) -> sc.LoopResult:
+    return sc.LoopResult("greedy", closed, seed, [np.arange(len(t)) for t in rates], [np.array(t) for t in rates],
+                         10.0, ["a", "b"], [np.array(g, dtype=object) for g in groups])
+
+
+def test_rediscovered_by_cycle_counts_hidden_groups_cumulatively():
+    r = _result(True, [[0.0, 12.0], [20.0, 5.0], [30.0, 0.0]], [["jarvis", "c"], ["a", "b"], ["a", "jarvis"]])
+    assert r.rediscovered_by_cycle.tolist() == [0, 1, 1]  # 'c' is not hidden; 'b' failed (5 K)
+    assert r.rediscovered_groups == ["a"]
+
+
+def test_improvement_table_ratio_of_last_to_first_cycle():
+    results = [_result(True, [[12.0, 0.0], [12.0, 11.0]], [["a", "x"], ["a", "b"]], seed=s) for s in (0, 1)]
+    results += [_result(False, [[12.0, 0.0], [0.0, 0.0]], [["a", "x"], ["x", "x"]], seed=s) for s in (0, 1)]
+    table = sc.improvement_table(results).set_index("mode")
+    assert table.loc["closed", "last/first success rate"] == pytest.approx(2.0)
+    assert table.loc["open", "last/first success rate"] == pytest.approx(0.0)
+    assert table.loc["closed", "hidden groups re-discovered"] == 2 and table.loc["open", "hidden groups re-discovered"] == 1

@@ -5,7 +5,9 @@ from matdiscovery.superconductors.acquisition import ACQUISITIONS, acquire, dive
 from matdiscovery.superconductors.cleaning import (
     CleaningReport, chemical_class, clean_supercon, composition_key, family_group,
 )
-from matdiscovery.superconductors.loop import LoopResult, mean_ci, ratio_ci, run_loop, run_seeds, summarize
+from matdiscovery.superconductors.loop import (
+    LoopResult, improvement_table, mean_ci, ratio_ci, run_loop, run_seeds, summarize,
+)
 from matdiscovery.superconductors.models import (
     TcClassifierEnsemble, TcRegressor, cross_validate, featurize, labels, roost_cross_validate,
 )
@@ -19,7 +21,7 @@ from matdiscovery.superconductors.ternary import (
 __all__ = [
     "ACQUISITIONS", "acquire", "diverse", "greedy", "ucb",
     "CleaningReport", "chemical_class", "clean_supercon", "composition_key", "family_group",
-    "LoopResult", "mean_ci", "ratio_ci", "run_loop", "run_seeds", "summarize",
+    "LoopResult", "improvement_table", "mean_ci", "ratio_ci", "run_loop", "run_seeds", "summarize",
     "TcClassifierEnsemble", "TcRegressor", "cross_validate", "featurize", "labels", "roost_cross_validate",
     "Scenario", "choose_hidden_groups", "eligible_groups", "jarvis_candidates", "make_scenario",
     "in_system", "fractions_in_system", "plot_ternary", "rank_ternary_systems", "ternary_grid", "to_cartesian",

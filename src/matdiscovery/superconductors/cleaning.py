@@ -50,11 +50,6 @@ def composition_key(comp: Composition, digits: int = 4) -> str:
     return "".join(f"{el.symbol}{a:g}" for el, a in items if a > 0)
 
 
-def chemical_system(comp: Composition) -> str:
-    """Elements joined by ``-`` in alphabetical order (pymatgen's ``chemical_system``)."""
-    return comp.chemical_system
-
-
 def chemical_class(comp: Composition, family: str | None = None) -> str:
     """Superconductor class from composition (and the SuperCon ``str3`` label where it decides).
 

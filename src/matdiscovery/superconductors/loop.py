@@ -50,6 +50,15 @@ class LoopResult:
             found.update(g[t >= self.threshold_K].tolist())
         return sorted(found & set(self.hidden_groups))
 
+    @property
+    def rediscovered_by_cycle(self) -> np.ndarray:
+        """Number of hidden groups re-discovered by the end of each cycle."""
+        hidden, found, counts = set(self.hidden_groups), set(), []
+        for g, t in zip(self.pick_groups, self.tc_revealed):
+            found.update(g[t >= self.threshold_K].tolist())
+            counts.append(len(found & hidden))
+        return np.array(counts)
+
 
 def run_loop(scenario: Scenario, acquisition: str = "ucb", n_cycles: int = 4, k: int = 40, closed: bool = True,
              beta: float = 1.0, n_estimators: int = 100, seed: int = 0, n_jobs: int = 2,
@@ -130,9 +139,7 @@ def summarize(results: list[LoopResult]) -> pd.DataFrame:
     for (acq, mode), rs in keyed.items():
         sr = np.stack([r.success_rate for r in rs])
         cum = np.stack([r.cumulative_discoveries for r in rs])
-        redis = np.stack([[len(LoopResult(r.acquisition, r.closed, r.seed, r.picks[: c + 1], r.tc_revealed[: c + 1],
-                                          r.threshold_K, r.hidden_groups, r.pick_groups[: c + 1]).rediscovered_groups)
-                           for c in range(len(r.picks))] for r in rs])
+        redis = np.stack([r.rediscovered_by_cycle for r in rs])
         m, lo, hi = mean_ci(sr)
         cm, clo, chi = mean_ci(cum)
         for c in range(sr.shape[1]):
@@ -140,6 +147,26 @@ def summarize(results: list[LoopResult]) -> pd.DataFrame:
                          "success_rate": m[c], "ci_low": lo[c], "ci_high": hi[c],
                          "cumulative_discoveries": cm[c], "cum_ci_low": clo[c], "cum_ci_high": chi[c],
                          "rediscovered_groups": redis[:, c].mean()})
+    return pd.DataFrame(rows)
+
+
+def improvement_table(results: list[LoopResult], seed: int = 0) -> pd.DataFrame:
+    """Per (acquisition, mode): last/first-cycle success-rate ratio over seeds with a bootstrap
+    95 % CI (:func:`ratio_ci`), mean discoveries over all cycles, and mean hidden groups
+    re-discovered out of those hidden."""
+    keyed: dict[tuple[str, bool], list[LoopResult]] = {}
+    for r in results:
+        keyed.setdefault((r.acquisition, r.closed), []).append(r)
+    rows = []
+    for (acq, closed), rs in keyed.items():
+        first = np.array([r.success_rate[0] for r in rs])
+        last = np.array([r.success_rate[-1] for r in rs])
+        ratio, lo, hi = ratio_ci(first, last, seed=seed)
+        rows.append({"acquisition": acq, "mode": "closed" if closed else "open",
+                     "last/first success rate": ratio, "95% CI low": lo, "95% CI high": hi,
+                     "discoveries (all cycles)": np.mean([r.cumulative_discoveries[-1] for r in rs]),
+                     "hidden groups re-discovered": np.mean([len(r.rediscovered_groups) for r in rs]),
+                     "hidden groups": np.mean([len(r.hidden_groups) for r in rs])})
     return pd.DataFrame(rows)
 
 

@@ -21,7 +21,7 @@ Two optimisers, same evaluation budget:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,7 @@ from tqdm.auto import tqdm
 
 from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
 from matdiscovery.generator.model import N_BASIS, CrystalGAN
-from matdiscovery.generator.smoothness import InputPoint, decode
-
-PropertyFn = Callable[[list[Structure]], np.ndarray]
+from matdiscovery.generator.smoothness import InputPoint, PropertyFn, decode
 
 
 @dataclass

@@ -35,8 +35,9 @@ from tqdm.auto import tqdm
 
 from matdiscovery.generator.data import canonical_order
 from matdiscovery.generator.model import CrystalGAN
-from matdiscovery.generator.sampling import Generated, postprocess
+from matdiscovery.generator.sampling import Generated, _matcher, postprocess
 
+#: Maps structures to one number each (e.g. a predicted formation energy, eV/atom).
 PropertyFn = Callable[[list[Structure]], np.ndarray]
 
 #: input groups of the one-at-a-time sweeps
@@ -134,10 +135,6 @@ def compare(a: Descriptor, b: Descriptor) -> dict[str, float | bool]:
             "jump_atoms": jump_atoms, "jump_formula": jump_formula, "jump_spacegroup": jump_sg,
             "jump": jump_atoms or jump_formula or jump_sg,
             "d_prop": abs(a.prop - b.prop)}
-
-
-def _matcher() -> StructureMatcher:
-    return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
 
 
 def _match(sm: StructureMatcher, a: Structure, b: Structure) -> bool:

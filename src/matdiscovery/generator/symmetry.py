@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.symmetry.groups import SpaceGroup
+from scipy.sparse.csgraph import connected_components
 
 #: length tie pattern (which raw length feeds a, b, c) and fixed angles (deg) per crystal system
 CRYSTAL_SYSTEMS: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
@@ -138,26 +139,14 @@ def merge_close_atoms(structure: Structure, factor: float, provenance: np.ndarra
     radius = np.array([_radius(int(z)) for z in zs])
     same = zs[:, None] == zs[None, :]
     close = same & (dist < factor * radius[:, None])
-    n = len(structure)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(close, 1))):
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([find(i) for i in range(n)])
-    if len(set(roots.tolist())) == n:
+    n_clusters, labels = connected_components(close, directed=False)
+    if n_clusters == len(structure):
         return structure, provenance
     frac = structure.frac_coords
     new_species, new_coords, keep = [], [], []
-    for r in sorted(set(roots.tolist())):
-        members = np.nonzero(roots == r)[0]
+    for label in range(n_clusters):  # labels follow each cluster's lowest site index
+        members = np.nonzero(labels == label)[0]
+        r = members[0]
         ref = frac[r]
         delta = frac[members] - ref
         delta -= np.round(delta)

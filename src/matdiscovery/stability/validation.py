@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Element, Structure
 
+from matdiscovery.composition import MAX_Z  # heaviest element the judges support (Pu)
+
 #: Minimum interatomic distance (Å) below which two atoms are considered overlapping
 #: (the CDVAE/DiffCSP structural-validity threshold).
 MIN_DISTANCE_A = 0.5
-#: Heaviest element the judges support (the shared element table stops at Pu; CHGNet at Z=94).
-MAX_Z = 94
 
 
 @dataclass(frozen=True)

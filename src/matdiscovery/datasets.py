@@ -296,12 +296,15 @@ def load_crystals(
 
 
 def load_3dsc_structures(
-    path: str | Path | None = None, on_error: OnError = "raise", limit: int | None = None
+    path: str | Path | None = None, on_error: OnError = "raise", limit: int | None = None,
+    include_doped: bool = True,
 ) -> pd.DataFrame:
     """3DSC: SuperCon entries matched to Materials Project structures.
 
     Columns: ``file``, ``supercon_formula`` (from the file name), ``mp_id``, ``structure``.
     Join Tc from :func:`load_stanev2018` on ``supercon_formula`` (= its ``formula``).
+    ``include_doped=False`` skips the ``synth_doped`` variants (partial occupancies) before
+    parsing, leaving the undoped Materials Project crystals.
     """
     _check_on_error(on_error)
     file = _resolve(path, "superconductors/3dsc_mp_cifs.tar.gz")
@@ -309,6 +312,8 @@ def load_3dsc_structures(
     with tarfile.open(file, "r:gz") as tar:
         for member in tar:
             if not member.isfile() or not member.name.endswith(".cif"):
+                continue
+            if not include_doped and "-synth_doped" in member.name:
                 continue
             name = Path(member.name).stem
             formula, _, rest = name.partition("-MP-")

@@ -2,12 +2,16 @@
 
 The generator maps a standard-normal noise vector ``z`` and a conditioning vector (three 23-d
 z-scored element-feature vectors from :func:`matdiscovery.composition.element_features`, in
-electronegativity order, then a one-hot space group) to three raw lattice lengths (Å, tied per
-crystal system) and fractional coordinates of three basis atoms (one per element). The space
-group's affine operations expand the basis into the conventional cell. Differentiable periodic
-distances between the basis atoms and all their symmetry images feed the physics loss
+electronegativity order, then a one-hot space group) to its *raw output*: three log-length
+scores and a 2-d direction ``(u, v)`` per fractional coordinate of three basis atoms (one per
+element). :meth:`CrystalGAN.decode` turns it into tied lattice lengths (Å) and basis coordinates;
+the space group's affine operations expand the basis into the conventional cell. Differentiable
+periodic distances between the basis atoms and all their symmetry images feed the physics loss
 (:func:`distance_loss`). The critic sees the conditioning, normalised log-lengths and
 ``sin/cos(2π·frac)`` (periodic) coordinates.
+
+Sizes: PGCGM's generator has 4,750,854 parameters and its critic 724,881 (counted from the layer
+shapes of MilesZhao/PGCGM ``model.py``); :data:`PGCGM_GENERATOR_PARAMETERS`.
 """
 
 from __future__ import annotations
@@ -18,42 +22,47 @@ from pymatgen.core import Element
 from torch import nn
 
 from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
-from matdiscovery.generator.symmetry import CRYSTAL_SYSTEMS, check_spacegroup, crystal_system, symmetry_operations
+from matdiscovery.generator.symmetry import (
+    CRYSTAL_SYSTEMS, atomic_radius, check_spacegroup, crystal_system, symmetry_operations,
+)
 
 N_BASIS = 3
+#: raw output size: 3 log-length scores + (u, v) for 3 × 3 coordinates
+RAW_DIM = 3 + 2 * 3 * N_BASIS
+PGCGM_GENERATOR_PARAMETERS = 4_750_854
+PGCGM_CRITIC_PARAMETERS = 724_881
 
 
-def _mlp(sizes: list[int], final_act: bool = False) -> nn.Sequential:
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with LeakyReLU(0.2) between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or final_act:
+        if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(0.2))
     return nn.Sequential(*layers)
 
 
-def atomic_radius(symbol: str) -> float:
-    """pymatgen atomic radius (Å); raises for elements without one."""
-    r = Element(symbol).atomic_radius
-    if r is None:
-        raise ValueError(f"element {symbol} has no atomic radius in pymatgen; it cannot be generated")
-    return float(r)
+def n_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 class CrystalGAN(nn.Module):
     """Generator + critic and the space-group tables they need.
 
     ``spacegroups``: the supported space-group numbers (conditioning one-hot order);
-    ``loglen_mean/std``: statistics of log lattice lengths (ln Å) of the training set.
+    ``loglen_mean/std``: statistics of log lattice lengths (ln Å) of the training set;
+    ``hidden`` / ``critic_hidden``: widths of the hidden layers.
     """
 
-    def __init__(self, spacegroups: list[int], loglen_mean: float, loglen_std: float,
-                 noise_dim: int = 128, hidden: int = 256, critic_hidden: int = 256):
+    def __init__(self, spacegroups: list[int], loglen_mean: float, loglen_std: float, *,
+                 noise_dim: int = 128, hidden: tuple[int, ...] = (256, 256, 256),
+                 critic_hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
         self.spacegroups = [check_spacegroup(s) for s in spacegroups]
-        self.noise_dim = noise_dim
-        self.hidden = hidden
-        self.critic_hidden = critic_hidden
+        self.noise_dim = int(noise_dim)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.critic_hidden = tuple(int(h) for h in critic_hidden)
         self.n_sg = len(self.spacegroups)
         self.cond_dim = N_BASIS * ELEMENT_FEATURE_DIM + self.n_sg
         ops = [symmetry_operations(s) for s in self.spacegroups]
@@ -73,9 +82,8 @@ class CrystalGAN(nn.Module):
         self.register_buffer("ties", torch.from_numpy(ties))
         self.register_buffer("gamma", torch.from_numpy(gamma))
         self.register_buffer("loglen_stats", torch.tensor([loglen_mean, loglen_std], dtype=torch.float32))
-        out_dim = 3 + 2 * 3 * N_BASIS
-        self.generator = _mlp([noise_dim + self.cond_dim, hidden, hidden, hidden, out_dim])
-        self.critic = _mlp([self.cond_dim + 3 + 6 * N_BASIS, critic_hidden, critic_hidden, 1])
+        self.generator = mlp([self.noise_dim + self.cond_dim, *self.hidden, RAW_DIM])
+        self.critic = mlp([self.cond_dim + 3 + 6 * N_BASIS, *self.critic_hidden, 1])
 
     # ------------------------------------------------------------------ conditioning
     def sg_index(self, spacegroup: int) -> int:
@@ -106,19 +114,17 @@ class CrystalGAN(nn.Module):
 
     # ------------------------------------------------------------------ generator
     def raw(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The generator's raw output ``(B, 21)``: 3 log-length scores, then (u, v) for 9 coordinates."""
+        """The generator's raw output ``(B, RAW_DIM)``: 3 log-length scores, then (u, v) for 9 coordinates."""
         return self.generator(torch.cat([z, cond], dim=-1))
 
     def decode(self, raw: torch.Tensor, sg_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(tied lengths (B, 3) Å, basis frac (B, 3, 3) in [0, 1))`` from raw outputs:
-        ``ln L = μ + σ·raw`` (training-set log-length statistics); each coordinate from a 2-d
-        direction ``(u, v)``: ``frac = atan2(v, u) / 2π mod 1`` (periodic, non-saturating)."""
+        ``ln L = μ + σ·raw`` (training-set log-length statistics; clamped at ±6 σ); each coordinate
+        from a 2-d direction ``(u, v)``: ``frac = atan2(v, u) / 2π mod 1`` (periodic, non-saturating)."""
         mu, sd = self.loglen_stats
-        # linear (non-saturating) in log-length; the clamp at ±6 σ is a safety net only
         loglen = mu + sd * torch.clamp(raw[:, :3], -6.0, 6.0)
         lengths = torch.exp(torch.gather(loglen, 1, self.ties[sg_idx]))
-        # periodic coordinates from a 2-d direction per coordinate: frac = atan2(v, u) / 2π mod 1
-        uv = raw[:, 3:].view(-1, N_BASIS, 3, 2)
+        uv = raw[:, 3:].reshape(-1, N_BASIS, 3, 2)
         frac = torch.remainder(torch.atan2(uv[..., 1], uv[..., 0]) / (2 * torch.pi), 1.0)
         return lengths, frac
 
@@ -142,7 +148,7 @@ class CrystalGAN(nn.Module):
     def config(self) -> dict:
         mu, sd = self.loglen_stats.tolist()
         return {"spacegroups": self.spacegroups, "loglen_mean": mu, "loglen_std": sd,
-                "noise_dim": self.noise_dim, "hidden": self.hidden, "critic_hidden": self.critic_hidden}
+                "noise_dim": self.noise_dim, "hidden": list(self.hidden), "critic_hidden": list(self.critic_hidden)}
 
 
 def distance_loss(frac: torch.Tensor, lattice: torch.Tensor, radii: torch.Tensor, ops: torch.Tensor,
@@ -175,9 +181,9 @@ def distance_loss(frac: torch.Tensor, lattice: torch.Tensor, radii: torch.Tensor
     return pen + pen_lat.sum(dim=(1, 2))
 
 
-def gradient_penalty(model: CrystalGAN, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(model: CrystalGAN, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """WGAN-GP penalty on critic features interpolated between real and fake samples."""
-    eps = torch.rand(real.shape[0], 1)
+    eps = torch.rand(real.shape[0], 1, generator=generator)
     mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
     out = model.critic(mix).sum()
     (grad,) = torch.autograd.grad(out, mix, create_graph=True)

@@ -1,17 +1,26 @@
-"""Generation API, PGCGM post-processing and CDVAE-style validity metrics.
+"""Generation API, decoding of raw outputs into crystals, and per-sample validity flags.
 
-- :func:`generate` — one structure for (elements, space group, noise ``z``).
-- :func:`sample` — N structures with a seed (conditions drawn like PGCGM: space group from the
-  training-set frequency; elements from the training set's per-position element frequencies).
-- :func:`postprocess` — symmetry expansion, PGCGM merging of same-element atoms closer than
-  0.6× then 1.5× the atomic radius, and validity flags.
-- :func:`validity_metrics` — structural / compositional validity, uniqueness, novelty.
+Decoders (:data:`DECODERS`) turn tied lengths (Å) and three basis points into a crystal:
+
+- ``pgcgm``: PGCGM's post-processing (MilesZhao/PGCGM ``merge_valid.py``): expand the basis
+  with every operation of the group (exact duplicates removed), merge same-element atoms by
+  single-linkage clustering at 2 × 0.6 × the atomic radius (cluster mean), and again at
+  2 × 1.5 × radius when more than 100 atoms remain;
+- ``pgcgm_rounded``: the same after rounding coordinates to 0.01, as PGCGM's ``create_cif.py``
+  writes them;
+- ``snap`` (our remedy, no merging): each basis point is projected onto the special (Wyckoff)
+  position of the site symmetry its near images define
+  (:func:`~matdiscovery.generator.symmetry.snap_to_wyckoff`, same distance thresholds), then
+  expanded exactly: the cell keeps the requested group's symmetry by construction.
+
+Validity flags (:func:`validity_flags`) follow CDVAE/DiffCSP: structural (every interatomic
+distance, self-images included, > 0.5 Å), compositional (SMACT charge neutrality + Pauling test
+with SMACT's 2014 oxidation states, all-metal compositions valid, as CDVAE's ``smact_validity``),
+plus space-group recovery (spglib, symprec 0.1, finds the requested group) and PGCGM's filter.
 """
 
 from __future__ import annotations
 
-import itertools
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,100 +28,87 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import spglib
 import torch
-from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Composition, Element, Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
-from matdiscovery.generator.data import Record, canonical_order, record_structure
+from matdiscovery.generator.data import PGCGM_ELEMENTS, PGCGM_SPACEGROUPS, canonical_order
 from matdiscovery.generator.model import CrystalGAN
-from matdiscovery.generator.symmetry import _radius, expand_orbits, lattice_for, merge_close_atoms
+from matdiscovery.generator.symmetry import (
+    atomic_radius, check_spacegroup, expand_orbits, lattice_for, merge_close_atoms, snap_to_wyckoff,
+)
+from matdiscovery.geometry import min_interatomic_distance
 
+DECODERS = ("pgcgm", "pgcgm_rounded", "snap")
+#: PGCGM's merge ratios: first merge, then a further merge when more than FURTHER_MERGE_ABOVE atoms remain
 MERGE_FACTORS = (0.6, 1.5)
+FURTHER_MERGE_ABOVE = 100
+#: CDVAE structural validity: every interatomic distance above this (Å)
+STRUCTURAL_CUTOFF = 0.5
+#: PGCGM's distance filter: every pair farther apart than this × (r_i + r_j)
+PGCGM_DIST_RATIO = 0.75
+SYMPREC = 0.1
+#: generate() refuses noise components beyond ±MAX_ABS_NOISE (10 σ of the standard normal it was
+#: trained on; a draw that large has probability ~1e-23)
+MAX_ABS_NOISE = 10.0
+#: columns of models/generator/samples.csv (the CDVAE layout plus flags; read by notebook 02)
+SAMPLE_COLUMNS = ["material_id", "cif", "spacegroup", "elements", "variant", "formula", "n_atoms",
+                  "n_atoms_premerge", "structural_valid", "compositional_valid", "pgcgm_distance_ok",
+                  "all_elements_kept", "spacegroup_found", "spacegroup_match", "pgcgm_valid", "valid_combined"]
 
 
 @dataclass
 class Generated:
-    """A generated crystal with its inputs, raw outputs and validity flags."""
+    """A decoded crystal with its inputs, the atom count before merging and validity flags."""
 
     structure: Structure
     elements: tuple[str, str, str]
     spacegroup: int
     lengths: np.ndarray        # tied lattice lengths (Å)
-    frac: np.ndarray           # basis fractional coordinates (3, 3)
-    provenance: np.ndarray     # (n_sites, 2): basis index and operation index of each site
+    frac: np.ndarray           # basis fractional coordinates (3, 3), before decoding
+    decoder: str
+    orbit_sizes: tuple[int, ...]   # sites per basis atom after exact-duplicate removal, before merging
     flags: dict
 
 
-def structural_valid(structure: Structure, cutoff: float = 0.5) -> bool:
-    """CDVAE structural validity: every interatomic distance (periodic) > ``cutoff`` Å
-    (a lone atom's distance to its own image counts)."""
-    if len(structure) == 1:
-        return min(structure.lattice.abc) > cutoff
-    d = structure.distance_matrix
-    np.fill_diagonal(d, np.inf)
-    return bool(d.min() > cutoff) and min(structure.lattice.abc) > cutoff
+def spacegroup_of(structure: Structure, symprec: float = SYMPREC) -> int:
+    """spglib's space-group number of ``structure`` (0 when spglib finds none)."""
+    cell = (structure.lattice.matrix, structure.frac_coords, [s.specie.Z for s in structure])
+    data = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    return 0 if data is None else int(data.number)
 
 
-@lru_cache(maxsize=None)
-def _oxidation_states(symbol: str) -> tuple[int, ...]:
-    el = Element(symbol)
-    return tuple(sorted({int(o) for o in (*el.common_oxidation_states, *el.icsd_oxidation_states) if o != 0}))
+def structural_valid(structure: Structure, cutoff: float = STRUCTURAL_CUTOFF) -> bool:
+    """CDVAE structural validity: the shortest interatomic distance (periodic images, an atom's
+    own images included; :func:`matdiscovery.geometry.min_interatomic_distance`) exceeds ``cutoff`` Å."""
+    return min_interatomic_distance(structure) > cutoff
 
 
 @lru_cache(maxsize=65536)
 def compositional_valid(formula: str) -> bool:
-    """SMACT-style charge neutrality as CDVAE/DiffCSP count it: some assignment of one common
-    oxidation state per element (pymatgen's common ∪ ICSD states) is neutral for the reduced
-    formula *and* passes the Pauling test (every cation less electronegative than every anion);
-    all-metal compositions (alloys, intermetallics) count as valid. An element without known
-    oxidation states (noble gases) makes a non-metallic composition invalid."""
-    comp = Composition(formula).reduced_composition
-    elements = [el for el in comp.elements]
-    if all(el.is_metal for el in elements):
+    """CDVAE's compositional validity: ``smact.screening.smact_validity`` with the Pauling test,
+    alloys valid, and SMACT's 2014 oxidation states (the set CDVAE's SMACT version used)."""
+    from smact.screening import smact_validity
+
+    return bool(smact_validity(formula, use_pauling_test=True, include_alloys=True, oxidation_states_set="smact14"))
+
+
+def pgcgm_distance_ok(structure: Structure, ratio: float = PGCGM_DIST_RATIO) -> bool:
+    """PGCGM's filter: every pair of distinct sites farther apart than ``ratio`` × (r_i + r_j) Å."""
+    if len(structure) < 2:
         return True
-    counts = [int(round(comp[el])) for el in elements]
-    states = [_oxidation_states(el.symbol) for el in elements]
-    if any(not s for s in states):
-        return False
-    chi = [el.X if el.X == el.X else None for el in elements]
-    for combo in itertools.product(*states):
-        if sum(n * o for n, o in zip(counts, combo)) != 0:
-            continue
-        cations = [x for x, o in zip(chi, combo) if o > 0 and x is not None]
-        anions = [x for x, o in zip(chi, combo) if o < 0 and x is not None]
-        if not cations or not anions or max(cations) < min(anions):
-            return True
-    return False
-
-
-def pgcgm_distance_ok(structure: Structure, factor: float = 0.75) -> bool:
-    """PGCGM filter: every pair distance > ``factor`` × (r_i + r_j) (atomic radii, Å)."""
-    r = np.array([_radius(s.specie.Z) for s in structure])
+    r = np.array([atomic_radius(s.specie.Z) for s in structure])
     d = structure.distance_matrix
-    np.fill_diagonal(d, np.inf)
-    return bool((d > factor * (r[:, None] + r[None, :])).all())
+    iu = np.triu_indices(len(structure), 1)
+    return bool((d[iu] > ratio * (r[:, None] + r[None, :])[iu]).all())
 
 
-def spacegroup_of(structure: Structure, symprec: float = 0.1) -> int:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return int(SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_number())
-    except Exception:  # noqa: BLE001
-        return 0
-
-
-def postprocess(elements: list[str], spacegroup: int, lengths: np.ndarray, frac: np.ndarray,
-                merge_factors: tuple[float, ...] = MERGE_FACTORS, check_symmetry: bool = True) -> Generated:
-    """Expand basis atoms with the space group, merge as PGCGM did, and compute validity flags."""
-    coords, owner, opidx = expand_orbits(frac, spacegroup)
-    lattice = lattice_for(lengths, spacegroup)
-    structure = Structure(lattice, [elements[k] for k in owner], coords)
-    prov = np.stack([owner, opidx], 1)
-    for f in merge_factors:
-        structure, prov = merge_close_atoms(structure, f, prov)
+def validity_flags(structure: Structure, spacegroup: int, check_symmetry: bool = True) -> dict:
+    """Per-sample flags: ``n_atoms``, ``structural_valid``, ``compositional_valid``,
+    ``pgcgm_distance_ok``, ``all_elements_kept`` and, with ``check_symmetry``, ``spacegroup_found``,
+    ``spacegroup_match``, ``pgcgm_valid`` (match and distance filter) and ``valid_combined``
+    (structural, compositional and space group)."""
     flags = {
         "n_atoms": len(structure),
         "structural_valid": structural_valid(structure),
@@ -125,12 +121,49 @@ def postprocess(elements: list[str], spacegroup: int, lengths: np.ndarray, frac:
         flags["spacegroup_found"] = found
         flags["spacegroup_match"] = found == spacegroup
         flags["pgcgm_valid"] = flags["spacegroup_match"] and flags["pgcgm_distance_ok"]
-    return Generated(structure, tuple(elements), int(spacegroup), np.asarray(lengths), np.asarray(frac), prov, flags)
+        flags["valid_combined"] = flags["spacegroup_match"] and flags["structural_valid"] and flags["compositional_valid"]
+    return flags
+
+
+def _expand(elements: list[str], spacegroup: int, lattice, frac: np.ndarray) -> tuple[Structure, tuple[int, ...]]:
+    coords, owner, _ = expand_orbits(frac, spacegroup)
+    sizes = tuple(int((owner == k).sum()) for k in range(len(frac)))
+    return Structure(lattice, [elements[k] for k in owner], coords), sizes
+
+
+def decode_crystal(elements: list[str] | tuple[str, ...], spacegroup: int, lengths: np.ndarray, frac: np.ndarray,
+                   decoder: str = "pgcgm", check_symmetry: bool = True) -> Generated:
+    """Decode tied ``lengths`` (Å) and basis ``frac`` (3 × 3) of ``elements`` (basis order) in
+    ``spacegroup`` into a crystal with one of :data:`DECODERS` (module docstring), with flags."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose from {DECODERS}")
+    elements = [str(e) for e in elements]
+    frac = np.asarray(frac, dtype=float) % 1.0
+    lattice = lattice_for(lengths, spacegroup)
+    _, sizes = _expand(elements, spacegroup, lattice, frac)
+    if decoder == "snap":
+        radii = np.array([atomic_radius(e) for e in elements])
+        snapped = np.array([snap_to_wyckoff(f, spacegroup, lattice.matrix, 2 * MERGE_FACTORS[0] * r)[0]
+                            for f, r in zip(frac, radii)])
+        structure, _ = _expand(elements, spacegroup, lattice, snapped)
+        if len(structure) > FURTHER_MERGE_ABOVE:
+            snapped = np.array([snap_to_wyckoff(f, spacegroup, lattice.matrix, 2 * MERGE_FACTORS[1] * r)[0]
+                                for f, r in zip(snapped, radii)])
+            structure, _ = _expand(elements, spacegroup, lattice, snapped)
+    else:
+        start = np.round(frac, 2) % 1.0 if decoder == "pgcgm_rounded" else frac
+        structure, _ = _expand(elements, spacegroup, lattice, start)
+        structure, _ = merge_close_atoms(structure, MERGE_FACTORS[0])
+        if len(structure) > FURTHER_MERGE_ABOVE:
+            structure, _ = merge_close_atoms(structure, MERGE_FACTORS[1])
+    flags = {**validity_flags(structure, spacegroup, check_symmetry), "n_atoms_premerge": int(sum(sizes))}
+    return Generated(structure, tuple(elements), int(spacegroup), np.asarray(lengths, float), frac, decoder, sizes, flags)
 
 
 def raw_batch(model: CrystalGAN, elements: list[list[str]], spacegroups: list[int], z: torch.Tensor
               ) -> tuple[list[list[str]], np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical elements, tied lengths (B, 3) Å, basis frac (B, 3, 3) and raw outputs for a batch."""
+    """Canonical elements, tied lengths (B, 3) Å, basis frac (B, 3, 3) and raw outputs for a batch
+    (float32 forward pass, no autocast)."""
     conds, sgs, ordered = [], [], []
     for els, sg in zip(elements, spacegroups):
         c, k, _ = model.condition(list(els), sg)
@@ -143,49 +176,82 @@ def raw_batch(model: CrystalGAN, elements: list[list[str]], spacegroups: list[in
     return ordered, lengths.numpy().astype(float), frac.numpy().astype(float), raw.numpy()
 
 
-def _noise(model: CrystalGAN, z: np.ndarray | torch.Tensor | None, seed: int | None) -> torch.Tensor:
-    if z is None:
-        z = torch.randn(1, model.noise_dim, generator=torch.Generator().manual_seed(seed or 0))
-    z = torch.as_tensor(np.asarray(z, dtype=np.float32)).reshape(-1, model.noise_dim)
-    return z
+def check_noise(z: np.ndarray | torch.Tensor, noise_dim: int) -> torch.Tensor:
+    """One noise vector as a ``(1, noise_dim)`` float32 tensor; raises ``ValueError`` naming the
+    problem for a wrong length, more than one row, NaN/inf, or a component beyond ±MAX_ABS_NOISE."""
+    arr = np.asarray(z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else z, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[0] != 1:
+        raise ValueError(f"noise z has {arr.shape[0]} rows: generate() makes one crystal from one noise vector "
+                         f"of length {noise_dim}; use sample() for batches")
+    if arr.ndim > 2 or arr.size != noise_dim:
+        raise ValueError(f"noise z must have {noise_dim} components (the model's noise_dim), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"noise z has {int((~np.isfinite(arr)).sum())} NaN/inf components")
+    if np.abs(arr).max() > MAX_ABS_NOISE:
+        raise ValueError(f"noise z has a component {arr.ravel()[np.abs(arr).argmax()]:.3g} beyond ±{MAX_ABS_NOISE} "
+                         "(the generator was trained on standard-normal noise)")
+    return torch.as_tensor(arr.reshape(1, noise_dim), dtype=torch.float32)
 
 
 _DEFAULT_MODEL: dict[str, CrystalGAN] = {}
 
 
-def default_generator(variant: str = "default") -> CrystalGAN:
-    """The checkpoint ``models/generator/<variant>.pt`` written by the ``train_generator`` stage."""
+def default_generator() -> CrystalGAN:
+    """The checkpoint ``models/generator/generator.pt`` written by the ``train_generator`` stage."""
     from matdiscovery.generator.train import load_generator
     from matdiscovery.paths import models_dir
 
-    if variant not in _DEFAULT_MODEL:
-        _DEFAULT_MODEL[variant] = load_generator(models_dir() / "generator" / f"{variant}.pt")
-    return _DEFAULT_MODEL[variant]
+    if "default" not in _DEFAULT_MODEL:
+        _DEFAULT_MODEL["default"] = load_generator(models_dir() / "generator" / "generator.pt")
+    return _DEFAULT_MODEL["default"]
 
 
-def generate(elements: list[str], spacegroup: int, z: np.ndarray | torch.Tensor | None = None,
-             model: CrystalGAN | None = None, seed: int | None = None, full: bool = False) -> Structure | Generated:
+def generate(elements: list[str], spacegroup: int, z: np.ndarray | torch.Tensor | None = None, *,
+             model: CrystalGAN | None = None, seed: int | None = None, decoder: str = "pgcgm",
+             full: bool = False) -> Structure | Generated:
     """Generate one crystal of three ``elements`` in ``spacegroup`` from noise ``z`` (``noise_dim``
-    floats; drawn from ``seed`` when ``None``). ``model`` defaults to the trained ``default``
-    checkpoint. Returns the post-processed :class:`Structure` (Å), or :class:`Generated` with
-    ``full=True``. Raises ``ValueError`` for unknown elements, fewer/more than three distinct
-    elements, space groups outside 1–230 or not supported by the model.
+    floats within ±MAX_ABS_NOISE; drawn from ``seed`` when ``None``) with a decoder of
+    :data:`DECODERS`. ``model`` defaults to the trained checkpoint. Returns the
+    :class:`Structure` (Å), or :class:`Generated` with ``full=True``. Raises ``ValueError`` for
+    bad noise (:func:`check_noise`), unknown elements, fewer/more than three distinct elements,
+    space groups outside 1–230 or not supported by the model, and unknown decoders.
     """
-    from matdiscovery.generator.symmetry import check_spacegroup
-
     check_spacegroup(spacegroup)
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose from {DECODERS}")
     if model is None:
         model = default_generator()
-    els, lengths, frac, _ = raw_batch(model, [list(elements)], [spacegroup], _noise(model, z, seed)[:1])
-    out = postprocess(els[0], spacegroup, lengths[0], frac[0])
+    if z is None:
+        z = torch.randn(1, model.noise_dim, generator=torch.Generator().manual_seed(seed or 0))
+    els, lengths, frac, _ = raw_batch(model, [list(elements)], [spacegroup], check_noise(z, model.noise_dim))
+    out = decode_crystal(els[0], spacegroup, lengths[0], frac[0], decoder)
     return out if full else out.structure
 
 
-def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator,
-                      records: list[Record] | None = None) -> tuple[list[list[str]], list[int]]:
-    """``n`` (elements, space group) pairs: space group by training frequency, each of the three
-    canonical positions by the training set's element frequency there (distinct, re-sorted)."""
-    records = records or model.training_records
+CONDITION_MODES = ("pgcgm", "training")
+
+
+def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator, mode: str = "pgcgm"
+                      ) -> tuple[list[list[str]], list[int]]:
+    """``n`` (elements, space group) pairs in canonical order.
+
+    ``pgcgm`` (as PGCGM's ``create_cif.py``): three distinct elements uniformly from its 63, the
+    space group by PGCGM's training frequency renormalised over the model's groups.
+    ``training``: the space group by the model's training frequency, each canonical position by
+    the training set's element frequency there (distinct, re-sorted).
+    """
+    if mode == "pgcgm":
+        pool = sorted(PGCGM_ELEMENTS)
+        sgs = np.array(model.spacegroups)
+        p_sg = np.array([PGCGM_SPACEGROUPS.get(s, 0.0) for s in sgs])
+        if p_sg.sum() == 0:
+            p_sg = np.ones(len(sgs))
+        elements = [canonical_order(list(rng.choice(pool, size=3, replace=False))) for _ in range(n)]
+        groups = [int(g) for g in rng.choice(sgs, size=n, p=p_sg / p_sg.sum())]
+        return elements, groups
+    if mode != "training":
+        raise ValueError(f"unknown condition mode {mode!r}; choose from {CONDITION_MODES}")
+    records = getattr(model, "training_records", None)
     if not records:
         raise ValueError("the model carries no training records to draw conditions from")
     sg_counts = Counter(r.spacegroup for r in records if r.spacegroup in model.spacegroups)
@@ -202,90 +268,30 @@ def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator,
     return elements, groups
 
 
-def sample(model: CrystalGAN, n: int, seed: int = 0, variant: str = "default", batch_size: int = 256,
-           progress: bool = True) -> pd.DataFrame:
-    """``n`` post-processed samples: columns ``material_id, cif, spacegroup, elements, variant``
-    (the CDVAE layout), the validity flags, and ``structure``."""
+def sample(model: CrystalGAN, n: int, *, seed: int, decoders: tuple[str, ...] | list[str] = ("pgcgm",),
+           conditions: str = "pgcgm", batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+    """``n`` samples decoded with each of ``decoders`` (the same conditions and noise for all):
+    one row per (sample, decoder) with :data:`SAMPLE_COLUMNS` (``variant`` = decoder) and ``structure``."""
     rng = np.random.default_rng(seed)
-    elements, groups = sample_conditions(model, n, rng)
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.noise_dim, generator=gen)
+    elements, groups = sample_conditions(model, n, rng, conditions)
+    z = torch.randn(n, model.noise_dim, generator=torch.Generator().manual_seed(seed))
     rows = []
-    for start in tqdm(range(0, n, batch_size), desc=f"sample {variant}", disable=not progress):
+    for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
         sl = slice(start, start + batch_size)
         els, lengths, frac, _ = raw_batch(model, elements[sl], groups[sl], z[sl])
         for i, (e, sg) in enumerate(zip(els, groups[sl])):
-            g = postprocess(e, sg, lengths[i], frac[i])
-            rows.append({"material_id": f"gen-{variant}-{seed}-{start + i}", "cif": g.structure.to(fmt="cif"),
-                         "spacegroup": sg, "elements": " ".join(e), "variant": variant,
-                         "formula": g.structure.composition.reduced_formula, **g.flags, "structure": g.structure})
+            for decoder in decoders:
+                g = decode_crystal(e, sg, lengths[i], frac[i], decoder)
+                rows.append({"material_id": f"gen-{decoder}-{seed}-{start + i}", "cif": g.structure.to(fmt="cif"),
+                             "spacegroup": sg, "elements": " ".join(e), "variant": decoder,
+                             "formula": g.structure.composition.reduced_formula, **g.flags, "structure": g.structure})
     return pd.DataFrame(rows)
 
 
-def _matcher() -> StructureMatcher:
-    return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
-
-
-def unique_mask(structures: list[Structure]) -> np.ndarray:
-    """True for the first structure of each StructureMatcher-equivalence class (grouped by formula)."""
-    sm = _matcher()
-    keep = np.zeros(len(structures), dtype=bool)
-    by_formula: dict[str, list[int]] = {}
-    for i, s in enumerate(structures):
-        by_formula.setdefault(s.composition.reduced_formula, []).append(i)
-    for idx in by_formula.values():
-        reps: list[Structure] = []
-        for i in idx:
-            if not any(sm.fit(structures[i], r) for r in reps):
-                reps.append(structures[i])
-                keep[i] = True
-    return keep
-
-
-def novel_mask(structures: list[Structure], reference: list[Structure]) -> np.ndarray:
-    """True where no reference structure of the same reduced formula matches (StructureMatcher)."""
-    sm = _matcher()
-    ref: dict[str, list[Structure]] = {}
-    for s in reference:
-        ref.setdefault(s.composition.reduced_formula, []).append(s)
-    return np.array([not any(sm.fit(s, r) for r in ref.get(s.composition.reduced_formula, []))
-                     for s in structures], dtype=bool)
-
-
-def validity_metrics(samples: pd.DataFrame, training: list[Record]) -> dict[str, float]:
-    """CDVAE/DiffCSP-style metrics of a :func:`sample` frame.
-
-    ``validity_structural`` / ``validity_compositional``: fractions of all samples;
-    ``uniqueness``: distinct (StructureMatcher) / structurally valid samples; ``novelty``:
-    fraction of unique valid samples matching no training structure; ``validity_pgcgm``:
-    PGCGM's filter (space group recovered at symprec 0.1 and distances > 0.75 (r_i + r_j)).
-    """
-    n = len(samples)
-    valid = samples[samples["structural_valid"]]
-    structs = list(valid["structure"])
-    uniq = unique_mask(structs) if structs else np.array([], bool)
-    unique_structs = [s for s, u in zip(structs, uniq) if u]
-    ref = [record_structure(r) for r in training]
-    novel = novel_mask(unique_structs, ref) if unique_structs else np.array([], bool)
-    out = {
-        "validity_structural": samples["structural_valid"].mean(),
-        "validity_compositional": samples["compositional_valid"].mean(),
-        "uniqueness": uniq.mean() if len(uniq) else 0.0,
-        "novelty": novel.mean() if len(novel) else 0.0,
-        "n_samples": n,
-    }
-    if "pgcgm_valid" in samples:
-        out["validity_pgcgm"] = samples["pgcgm_valid"].mean()
-        out["spacegroup_match"] = samples["spacegroup_match"].mean()
-    return {k: float(v) for k, v in out.items()}
-
-
-def write_samples_csv(frames: list[pd.DataFrame], path: str | Path) -> Path:
-    """Write samples in the CDVAE layout (plus flags) readable by ``datasets.load_structure_csv``."""
+def write_samples_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write samples in the CDVAE layout (plus flags, :data:`SAMPLE_COLUMNS`), readable by
+    ``datasets.load_structure_csv``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["material_id", "cif", "spacegroup", "elements", "variant", "formula", "n_atoms",
-            "structural_valid", "compositional_valid", "pgcgm_distance_ok", "spacegroup_found",
-            "spacegroup_match", "pgcgm_valid"]
-    pd.concat(frames, ignore_index=True)[cols].to_csv(path, index=False)
+    frame[SAMPLE_COLUMNS].to_csv(path, index=False)
     return path

@@ -20,6 +20,9 @@ from matdiscovery.paths import project_root
 
 #: Metrics shown for each report on ``reports/index.html`` (the keys each issue asks for).
 HEADLINE_METRICS = {
+    "00_data_overview": [
+        "n_supercon_rows", "n_supercon_skipped", "n_jarvis_rows", "n_qm8_rows", "crystal_min_distance_A",
+    ],
     "01_generator_smoothness": [
         "nonsmooth_reproduced", "paper_input_space_smooth", "validity_structural", "validity_compositional", "uniqueness", "novelty",
         "lipschitz_median_noise", "lipschitz_median_conditioning", "jump_rate",

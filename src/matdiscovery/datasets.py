@@ -297,14 +297,15 @@ def load_crystals(
 
 def load_3dsc_structures(
     path: str | Path | None = None, on_error: OnError = "raise", limit: int | None = None,
-    include_doped: bool = True,
+    include_doped: bool = True, select: Callable[[str], bool] | None = None,
 ) -> pd.DataFrame:
     """3DSC: SuperCon entries matched to Materials Project structures.
 
     Columns: ``file``, ``supercon_formula`` (from the file name), ``mp_id``, ``structure``.
     Join Tc from :func:`load_stanev2018` on ``supercon_formula`` (= its ``formula``).
     ``include_doped=False`` skips the ``synth_doped`` variants (partial occupancies) before
-    parsing, leaving the undoped Materials Project crystals.
+    parsing, leaving the undoped Materials Project crystals; ``select`` (a predicate on the
+    SuperCon formula of the file name) skips the files it rejects before parsing.
     """
     _check_on_error(on_error)
     file = _resolve(path, "superconductors/3dsc_mp_cifs.tar.gz")
@@ -317,6 +318,8 @@ def load_3dsc_structures(
                 continue
             name = Path(member.name).stem
             formula, _, rest = name.partition("-MP-")
+            if select is not None and not select(formula):
+                continue
             text = tar.extractfile(member).read().decode()
             rows.append({"file": Path(member.name).name, "supercon_formula": formula,
                          "mp_id": rest.split("-synth")[0], "cif": text})

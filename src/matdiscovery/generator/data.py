@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import spglib
-from pymatgen.core import Element, Structure
+from pymatgen.core import Composition, Element, Structure
 from tqdm.auto import tqdm
 
-from matdiscovery.generator.symmetry import crystal_system, expand_orbits, is_supported
+from matdiscovery.generator.symmetry import build_structure, expand_orbits, is_supported
 
 #: PGCGM's 20 space groups and their frequency in its training set (MilesZhao/PGCGM,
 #: ``data/paras.pickle``: I4/mmm, P6_3/mmc, Immm, Fm-3m, Fd-3m, Pnma, P6/mmm, R-3, R-3m, Pm-3m,
@@ -165,23 +165,50 @@ def _same_sites(coords: np.ndarray, species: list[str], ref: np.ndarray, ref_spe
     return True
 
 
-def load_source(name: str, limit: int | None = None) -> pd.DataFrame:
-    """Candidate structures of one source: ``material_id``, ``structure`` (``limit`` rows per split)."""
+def _ternary_name(formula: str, rejected: list[str]) -> bool:
+    try:
+        ok = len(Composition(formula).elements) == 3
+    except ValueError:
+        ok = True   # let the parsed structure decide
+    if not ok:
+        rejected.append(formula)
+    return ok
+
+
+def load_source(name: str, split: str, limit: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Candidate structures of one source split (``material_id``, ``structure``; ``limit``: first
+    rows only) and the formulas of candidates rejected as non-ternary before parsing (3DSC file
+    names carry the formula; for its undoped crystals it always has the structure's elements)."""
     from matdiscovery.datasets import load_3dsc_structures, load_crystals
 
     splits = dict(SOURCES).get(name)
-    if splits is None:
-        raise ValueError(f"unknown generator source {name!r}; choose from {[s for s, _ in SOURCES]}")
-    frames = []
-    if name == "3dsc_mp":
-        frame = load_3dsc_structures(on_error="skip", include_doped=False, limit=limit)
-        frame = frame.drop_duplicates("mp_id").rename(columns={"mp_id": "material_id"})
-        frames.append(frame[["material_id", "structure"]])
-    else:
-        for split in splits:
+    if splits is None or split not in splits:
+        raise ValueError(f"unknown generator source {name!r}/{split!r}; choose from {list(SOURCES)}")
+    rejected: list[str] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*skipped .* malformed", category=UserWarning)
+        if name == "3dsc_mp":
+            frame = load_3dsc_structures(on_error="skip", include_doped=False, limit=limit,
+                                         select=lambda f: _ternary_name(f, rejected))
+            frame = frame.drop_duplicates("mp_id").rename(columns={"mp_id": "material_id"})
+        else:
             frame = load_crystals(name, split, on_error="skip", limit=limit)
-            frames.append(frame[["material_id", "structure"]].assign(material_id=lambda f: f["material_id"].astype(str)))
-    return pd.concat(frames, ignore_index=True)
+    return frame[["material_id", "structure"]].assign(material_id=lambda f: f["material_id"].astype(str)), rejected
+
+
+def _screen_split(source: str, split: str, limit: int | None, spacegroups: frozenset[int] | None
+                  ) -> tuple[list[dict], list[Record]]:
+    frame, rejected = load_source(source, split, limit)
+    rows = [{"source": source, "material_id": "", "formula": Composition(f).reduced_formula, "spacegroup": 0,
+             "outcome": "ternary"} for f in rejected]
+    kept = []
+    for mid, s in zip(frame["material_id"], frame["structure"]):
+        outcome, number, rec = screen_structure(s, spacegroups, mid, source)
+        rows.append({"source": source, "material_id": mid, "formula": s.composition.reduced_formula,
+                     "spacegroup": number, "outcome": outcome})
+        if rec is not None:
+            kept.append(rec)
+    return rows, kept
 
 
 def dedupe(records: list[Record]) -> tuple[list[Record], list[Record]]:
@@ -220,13 +247,8 @@ def split_by_formula(records: list[Record], heldout_fraction: float, seed: int) 
 
 @lru_cache(maxsize=200_000)
 def _formula(elements: tuple[str, ...], spacegroup: int, frac: tuple) -> str:
-    from matdiscovery.generator.symmetry import expand_orbits
-
     _, owner, _ = expand_orbits(np.array(frac), spacegroup)
-    counts = {e: int((owner == k).sum()) for k, e in enumerate(elements)}
-    from pymatgen.core import Composition
-
-    return Composition(counts).reduced_formula
+    return Composition({e: int((owner == k).sum()) for k, e in enumerate(elements)}).reduced_formula
 
 
 def record_formula(rec: Record) -> str:
@@ -236,8 +258,6 @@ def record_formula(rec: Record) -> str:
 
 def record_structure(rec: Record) -> Structure:
     """Rebuild the conventional cell of a record (symmetry expansion of its basis)."""
-    from matdiscovery.generator.symmetry import build_structure
-
     return build_structure(list(rec.elements), np.array(rec.frac), np.array(rec.lengths), rec.spacegroup)
 
 
@@ -308,27 +328,27 @@ class TrainingSet:
 
 
 def build_training_set(*, heldout_fraction: float, seed: int, limit_per_split: int | None = None,
-                       spacegroups: frozenset[int] | None = None, progress: bool = True) -> TrainingSet:
-    """Screen every source (:data:`SOURCES`), deduplicate and split (module docstring).
+                       spacegroups: frozenset[int] | None = None, n_jobs: int = 1, progress: bool = True) -> TrainingSet:
+    """Screen every source (:data:`SOURCES`; one task per split, ``n_jobs`` processes), deduplicate
+    and split (module docstring). ``limit_per_split``: read only the first rows of each split
+    (quick runs and tests); ``spacegroups``: allowed groups (default PGCGM's 20)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
-    ``limit_per_split``: read only the first rows of each split (quick runs and tests);
-    ``spacegroups``: allowed groups (default PGCGM's 20).
-    """
     from matdiscovery.datasets import load_pgcgm_training_ids
 
+    tasks = [(source, split) for source, splits in SOURCES for split in splits]
+    if n_jobs > 1:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_screen_split, source, split, limit_per_split, spacegroups) for source, split in tasks]
+            results = [f.result() for f in tqdm(futures, desc="screen sources", disable=not progress)]
+    else:
+        results = [_screen_split(source, split, limit_per_split, spacegroups)
+                   for source, split in tqdm(tasks, desc="screen sources", disable=not progress)]
+    screening = pd.DataFrame([row for rows, _ in results for row in rows])
     pgcgm_ids = set(load_pgcgm_training_ids()["id"])
-    rows, kept = [], []
-    for source, _ in SOURCES:
-        frame = load_source(source, limit_per_split)
-        for mid, s in tqdm(list(zip(frame["material_id"], frame["structure"])), desc=f"screen {source}",
-                           disable=not progress):
-            outcome, number, rec = screen_structure(s, spacegroups, mid, source)
-            rows.append({"source": source, "material_id": mid, "formula": s.composition.reduced_formula,
-                         "spacegroup": number, "outcome": outcome, "in_pgcgm_ids": mid in pgcgm_ids})
-            if rec is not None:
-                kept.append(rec)
-    screening = pd.DataFrame(rows)
-    unique, dropped = dedupe(kept)
+    screening["in_pgcgm_ids"] = screening["material_id"].isin(pgcgm_ids)
+    unique, dropped = dedupe([rec for _, recs in results for rec in recs])
     train, held = split_by_formula(unique, heldout_fraction, seed)
     outcome = {(r.source, r.material_id): "duplicate" for r in dropped}
     outcome.update({(r.source, r.material_id): "train" for r in train})
@@ -338,12 +358,3 @@ def build_training_set(*, heldout_fraction: float, seed: int, limit_per_split: i
     settings = {"heldout_fraction": heldout_fraction, "seed": seed, "limit_per_split": limit_per_split,
                 "spacegroups": sorted(spacegroups or PGCGM_SPACEGROUPS), "symprec": SYMPREC}
     return TrainingSet(train, held, screening, settings)
-
-
-def records_to_frame(records: list[Record]) -> pd.DataFrame:
-    return pd.DataFrame([r.to_dict() for r in records])
-
-
-__all__ = ["FILTERS", "PGCGM_ELEMENTS", "PGCGM_SPACEGROUPS", "Record", "SOURCES", "TrainingSet",
-           "build_training_set", "canonical_order", "crystal_system", "dedupe", "record_formula",
-           "record_from_structure", "record_structure", "screen_structure", "split_by_formula"]

@@ -23,7 +23,11 @@ from torch import nn
 
 from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
 from matdiscovery.generator.symmetry import (
-    CRYSTAL_SYSTEMS, atomic_radius, check_spacegroup, crystal_system, symmetry_operations,
+    CRYSTAL_SYSTEMS,
+    atomic_radius,
+    check_spacegroup,
+    crystal_system,
+    symmetry_operations,
 )
 
 N_BASIS = 3

@@ -21,6 +21,8 @@ plus space-group recovery (spglib, symprec 0.1, finds the requested group) and P
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,13 +32,18 @@ import numpy as np
 import pandas as pd
 import spglib
 import torch
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 from tqdm.auto import tqdm
 
 from matdiscovery.generator.data import PGCGM_ELEMENTS, PGCGM_SPACEGROUPS, canonical_order
 from matdiscovery.generator.model import CrystalGAN
 from matdiscovery.generator.symmetry import (
-    atomic_radius, check_spacegroup, expand_orbits, lattice_for, merge_close_atoms, snap_to_wyckoff,
+    atomic_radius,
+    check_spacegroup,
+    expand_orbits,
+    lattice_for,
+    merge_clusters,
+    snap_to_wyckoff,
 )
 from matdiscovery.geometry import min_interatomic_distance
 
@@ -125,37 +132,36 @@ def validity_flags(structure: Structure, spacegroup: int, check_symmetry: bool =
     return flags
 
 
-def _expand(elements: list[str], spacegroup: int, lattice, frac: np.ndarray) -> tuple[Structure, tuple[int, ...]]:
-    coords, owner, _ = expand_orbits(frac, spacegroup)
-    sizes = tuple(int((owner == k).sum()) for k in range(len(frac)))
-    return Structure(lattice, [elements[k] for k in owner], coords), sizes
-
-
 def decode_crystal(elements: list[str] | tuple[str, ...], spacegroup: int, lengths: np.ndarray, frac: np.ndarray,
                    decoder: str = "pgcgm", check_symmetry: bool = True) -> Generated:
     """Decode tied ``lengths`` (Å) and basis ``frac`` (3 × 3) of ``elements`` (basis order) in
-    ``spacegroup`` into a crystal with one of :data:`DECODERS` (module docstring), with flags."""
+    ``spacegroup`` into a crystal with one of :data:`DECODERS` (module docstring), with flags.
+    ``orbit_sizes``: sites per basis atom after exact-duplicate removal (tolerance 10⁻³,
+    fractional), before merging or snapping (after rounding for ``pgcgm_rounded``)."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {DECODERS}")
     elements = [str(e) for e in elements]
     frac = np.asarray(frac, dtype=float) % 1.0
     lattice = lattice_for(lengths, spacegroup)
-    _, sizes = _expand(elements, spacegroup, lattice, frac)
+    numbers = np.array([Element(e).Z for e in elements])
+    start = np.round(frac, 2) % 1.0 if decoder == "pgcgm_rounded" else frac
+    coords, owner, _ = expand_orbits(start, spacegroup)
+    sizes = tuple(int((owner == k).sum()) for k in range(len(frac)))
     if decoder == "snap":
         radii = np.array([atomic_radius(e) for e in elements])
-        snapped = np.array([snap_to_wyckoff(f, spacegroup, lattice.matrix, 2 * MERGE_FACTORS[0] * r)[0]
-                            for f, r in zip(frac, radii)])
-        structure, _ = _expand(elements, spacegroup, lattice, snapped)
-        if len(structure) > FURTHER_MERGE_ABOVE:
-            snapped = np.array([snap_to_wyckoff(f, spacegroup, lattice.matrix, 2 * MERGE_FACTORS[1] * r)[0]
+        snapped = frac
+        for factor in MERGE_FACTORS:
+            snapped = np.array([snap_to_wyckoff(f, spacegroup, lattice.matrix, 2 * factor * r)[0]
                                 for f, r in zip(snapped, radii)])
-            structure, _ = _expand(elements, spacegroup, lattice, snapped)
+            coords, owner, _ = expand_orbits(snapped, spacegroup)
+            if len(coords) <= FURTHER_MERGE_ABOVE:
+                break
+        nums = numbers[owner]
     else:
-        start = np.round(frac, 2) % 1.0 if decoder == "pgcgm_rounded" else frac
-        structure, _ = _expand(elements, spacegroup, lattice, start)
-        structure, _ = merge_close_atoms(structure, MERGE_FACTORS[0])
-        if len(structure) > FURTHER_MERGE_ABOVE:
-            structure, _ = merge_close_atoms(structure, MERGE_FACTORS[1])
+        coords, nums, _ = merge_clusters(coords, numbers[owner], lattice, MERGE_FACTORS[0])
+        if len(coords) > FURTHER_MERGE_ABOVE:
+            coords, nums, _ = merge_clusters(coords, nums, lattice, MERGE_FACTORS[1])
+    structure = Structure(lattice, [int(z) for z in nums], coords)
     flags = {**validity_flags(structure, spacegroup, check_symmetry), "n_atoms_premerge": int(sum(sizes))}
     return Generated(structure, tuple(elements), int(spacegroup), np.asarray(lengths, float), frac, decoder, sizes, flags)
 
@@ -288,10 +294,23 @@ def sample(model: CrystalGAN, n: int, *, seed: int, decoders: tuple[str, ...] | 
     return pd.DataFrame(rows)
 
 
-def write_samples_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write samples in the CDVAE layout (plus flags, :data:`SAMPLE_COLUMNS`), readable by
-    ``datasets.load_structure_csv``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame[SAMPLE_COLUMNS].to_csv(path, index=False)
-    return path
+def write_samples(frame: pd.DataFrame, folder: str | Path) -> Path:
+    """Write ``samples.csv`` (the CDVAE layout plus flags, :data:`SAMPLE_COLUMNS`, readable by
+    ``datasets.load_structure_csv``; pymatgen cannot re-read the CIF of a cell with coincident
+    atoms) and ``samples_structures.json.gz`` (every structure exactly, by ``material_id``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame[SAMPLE_COLUMNS].to_csv(folder / "samples.csv", index=False)
+    with gzip.open(folder / "samples_structures.json.gz", "wt") as fh:
+        json.dump({mid: s.as_dict() for mid, s in zip(frame["material_id"], frame["structure"])}, fh)
+    return folder
+
+
+def read_samples(folder: str | Path) -> pd.DataFrame:
+    """The samples written by :func:`write_samples`, with exact ``structure`` objects."""
+    folder = Path(folder)
+    frame = pd.read_csv(folder / "samples.csv", dtype={"material_id": str})
+    with gzip.open(folder / "samples_structures.json.gz", "rt") as fh:
+        structures = json.load(fh)
+    frame["structure"] = [Structure.from_dict(structures[mid]) for mid in frame["material_id"]]
+    return frame

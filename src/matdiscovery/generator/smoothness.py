@@ -1,359 +1,605 @@
-"""Smoothness of the generator's input space: interpolation, one-at-a-time sweeps, Lipschitz ratios.
+"""Where the roughness lives: smoothness of each stage of the generator's map, with controls.
 
-The generator's input is ``x = (z, c)``: ``z`` the standard-normal noise (``noise_dim``), ``c``
-the conditioning (three z-scored 23-d element-feature vectors, then the space-group one-hot).
-A point is decoded to a crystal exactly as :func:`~matdiscovery.generator.sampling.generate`
-does (network → lengths + basis → symmetry expansion → PGCGM merging). The output is compared
-between two inputs by
+The map from an input ``x = (z, c)`` (noise, conditioning) to a crystal has three stages,
+each measured on its own scale:
 
-- the lattice lengths ``a, b, c`` (Å, Euclidean change);
-- an RDF fingerprint (Gaussian-smeared radial distribution function ``g(r)``,
-  :func:`rdf_fingerprint`; RMS difference, dimensionless);
-- discrete descriptors: number of atoms, reduced formula and the space group spglib finds
-  (symprec 0.1). A change of any of them is a *jump* (a discontinuity: it cannot shrink
-  continuously with the step);
-- optionally pymatgen ``StructureMatcher`` equivalence and a property model's prediction
-  (e.g. the composition judge's formation energy, eV/atom).
+- ``raw``: the network's raw output (:data:`~matdiscovery.generator.model.RAW_DIM` numbers);
+  change = Euclidean norm;
+- ``premerge``: the expanded cell before merging: every symmetry image of the three basis atoms
+  (no duplicate removal, so its size is fixed by the group); change = RMS difference of a
+  Gaussian-smeared radial distribution (:func:`premerge_fingerprint`), a continuous function of
+  the lengths and basis coordinates (a compact smooth kernel, no histogram bins);
+- ``final``: the decoded crystal (a decoder of :data:`~matdiscovery.generator.sampling.DECODERS`);
+  change = RMS difference of the same fingerprint (:func:`rdf_fingerprint`) plus the total-variation
+  distance of the compositions (:func:`crystal_distance`), and a discrete *jump* when the atom
+  count, the reduced formula or spglib's space group (symprec 0.1) changes.
 
-Local Lipschitz ratio = output change / input step (Euclidean norm in input units: the noise
-and the element features are both standardised, so their ratios are comparable; the
-space-group step mixes the one-hot towards another group's one-hot, step norm ``√2·t``).
+Local Lipschitz ratio = change / input step. Each jump gets one cause (:data:`CAUSES`, the
+first that applies): the requested space group changed (a switch), the species changed
+(composition change: an element switch), the orbits of the expansion changed (orbit collapse:
+a basis atom reached a special position within 10⁻³), the merging (or Wyckoff snapping) left a
+different atom count or formula (merging), or only the spglib label changed.
+
+Perturbations (:class:`Path`) stay on the data manifold: noise steps along one coordinate;
+element steps along the segment from a basis element's feature vector to a real element's
+(species: the nearer endpoint); element and space-group *switches* (discrete, no Lipschitz
+ratio). Segments are bisected (:func:`bisect_paths`) down to an input width: a stage whose
+bisected change stays finite is discontinuous there. :func:`stage_verdict` is the verdict rule;
+:func:`linear_control` and :func:`rough_control` build the controls it must tell apart.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
+from pymatgen.optimization.neighbors import find_points_in_spheres
+from torch import nn
 from tqdm.auto import tqdm
 
-from matdiscovery.generator.data import canonical_order
+from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
+from matdiscovery.generator.data import PGCGM_ELEMENTS, canonical_order
 from matdiscovery.generator.model import CrystalGAN
-from matdiscovery.generator.sampling import Generated, _matcher, postprocess
+from matdiscovery.generator.sampling import Generated, decode_crystal, sample_conditions
+from matdiscovery.generator.symmetry import identity_index, lattice_for, symmetry_operations
 
-#: Maps structures to one number each (e.g. a predicted formation energy, eV/atom).
-PropertyFn = Callable[[list[Structure]], np.ndarray]
+STAGES = ("raw", "premerge", "final")
+CAUSES = ("spacegroup_change", "composition_change", "orbit_collapse", "merging", "spglib_label_only")
+#: causes that are the input's doing (a categorical element or group switched), not the decoding's
+INPUT_CAUSES = ("spacegroup_change", "composition_change")
+CONTINUOUS_GROUPS = ("noise", "elements")
+SWITCH_GROUPS = ("element_switch", "spacegroup_switch")
+#: where a bisected jump's discontinuity sits: the first stage whose ratio across the final
+#: segment is rough (network = raw output, expansion = pre-merge cell, decoding = after it)
+LOCI = {"raw": "network", "premerge": "expansion", "final": "decoding"}
 
-#: input groups of the one-at-a-time sweeps
-GROUPS = ("noise", "elements", "spacegroup")
+#: fingerprint grid (Å): n_bins points in (0, R_MAX]; smearing kernel half-width H (Å)
+R_MAX, N_BINS, H = 5.0, 50, 0.45
 
 
+def _smear(dist: np.ndarray, r_max: float, n_bins: int, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ_pairs K(r − d)`` on the grid, with the triweight kernel ``K(x) = 35/(32h)·(1 − (x/h)²)³``
+    for ``|x| < h`` (standard deviation h/3): twice continuously differentiable with compact
+    support, so the sum is continuous in every distance; each grid point sums only the sorted
+    distances within ``h`` of it."""
+    r = (r_max / n_bins) * np.arange(1, n_bins + 1)
+    d = np.sort(np.asarray(dist, dtype=float))
+    lo, hi = np.searchsorted(d, r - h), np.searchsorted(d, r + h)
+    dens = np.zeros(n_bins)
+    for j in range(n_bins):
+        u = (r[j] - d[lo[j]:hi[j]]) / h
+        dens[j] = ((1 - u * u) ** 3).sum()
+    return r, dens * 35 / (32 * h)
+
+
+def rdf_fingerprint(structure: Structure, r_max: float = R_MAX, n_bins: int = N_BINS, h: float = H) -> np.ndarray:
+    """Smeared radial distribution function ``g(r)`` on ``n_bins`` points in (0, r_max] Å.
+
+    ``g(r) = Σ_pairs K(r − d_ij) / (N · ρ · 4πr²)`` (kernel of :func:`_smear`) with ρ the number
+    density (Å⁻³): ≈ 1 at large r for any structure, so fingerprints of different cells are comparable.
+    """
+    _, _, _, dist = structure.get_neighbor_list(r_max + h)
+    dist = dist[dist > 1e-8]
+    r, dens = _smear(dist, r_max, n_bins, h)
+    rho = len(structure) / structure.volume
+    return dens / (len(structure) * rho * 4 * np.pi * r**2)
+
+
+def premerge_fingerprint(lengths: np.ndarray, frac: np.ndarray, spacegroup: int, r_max: float = R_MAX,
+                         n_bins: int = N_BINS, h: float = H) -> np.ndarray:
+    """:func:`rdf_fingerprint` of the expanded cell before merging: all ``M`` images of each basis
+    atom (none removed, coincident ones included), seen from the basis atoms (every image of an
+    atom has the same surroundings). Continuous in ``lengths`` (Å) and ``frac``."""
+    ops = symmetry_operations(spacegroup)
+    frac = np.asarray(frac, dtype=float) % 1.0
+    img = (np.einsum("mij,kj->kmi", ops[:, :3, :3], frac) + ops[None, :, :3, 3]) % 1.0     # (k, M, 3)
+    lattice = lattice_for(lengths, spacegroup)
+    mat = lattice.matrix
+    k, m = img.shape[:2]
+    centers, points, _, dist = find_points_in_spheres(img.reshape(-1, 3) @ mat, frac @ mat, r_max + h,
+                                                      np.ones(3, dtype=np.int64), mat, tol=1e-8)
+    own = points == centers * m + identity_index(spacegroup)
+    keep = ~(own & (dist < 1e-9))
+    r, dens = _smear(dist[keep], r_max, n_bins, h)
+    rho = k * m / lattice.volume
+    return dens / (k * rho * 4 * np.pi * r**2)
+
+
+def fingerprint_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS difference of two fingerprints (dimensionless, like ``g``)."""
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+def composition_distance(a: dict[str, float], b: dict[str, float]) -> float:
+    """Total-variation distance of two compositions given as atomic fractions (0 to 1)."""
+    return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+
+
+# ---------------------------------------------------------------------------- inputs and paths
 @dataclass
 class InputPoint:
-    """A generator input: noise ``z`` (noise_dim,), conditioning ``cond`` (cond_dim,), the species
-    of the three basis atoms and the space group whose operations expand them."""
+    """A generator input: noise ``z``, conditioning ``cond``, the species of the three basis atoms
+    and the space group whose operations expand them."""
 
     z: np.ndarray
     cond: np.ndarray
     elements: tuple[str, str, str]
     spacegroup: int
 
-    def with_input(self, z: np.ndarray | None = None, cond: np.ndarray | None = None) -> "InputPoint":
-        return InputPoint(self.z if z is None else z, self.cond if cond is None else cond, self.elements, self.spacegroup)
 
-
-def input_point(model: CrystalGAN, elements: Sequence[str], spacegroup: int, z: np.ndarray | None = None,
-                seed: int = 0) -> InputPoint:
-    """The input point of (elements, space group, ``z``); ``z`` drawn from ``seed`` when ``None``."""
+def input_point(model: CrystalGAN, elements: Sequence[str], spacegroup: int, z: np.ndarray) -> InputPoint:
     cond, _, _ = model.condition(list(elements), spacegroup)
-    if z is None:
-        z = torch.randn(model.noise_dim, generator=torch.Generator().manual_seed(seed)).numpy()
-    z = np.asarray(z, dtype=np.float32).reshape(model.noise_dim)
-    return InputPoint(z, cond.numpy(), tuple(canonical_order(list(elements))), int(spacegroup))
+    return InputPoint(np.asarray(z, dtype=np.float64).reshape(model.noise_dim), cond.numpy().astype(np.float64),
+                      tuple(canonical_order(list(elements))), int(spacegroup))
 
 
-def decode(model: CrystalGAN, points: Sequence[InputPoint], check_symmetry: bool = True) -> list[Generated]:
-    """Decode input points to post-processed crystals (one forward pass for the batch)."""
-    if not points:
-        return []
-    z = torch.as_tensor(np.stack([p.z for p in points]), dtype=torch.float32)
-    cond = torch.as_tensor(np.stack([p.cond for p in points]), dtype=torch.float32)
-    sg = torch.tensor([model.sg_index(p.spacegroup) for p in points])
-    with torch.no_grad():
-        lengths, frac = model(z, cond, sg)
-    lengths, frac = lengths.numpy().astype(float), frac.numpy().astype(float)
-    return [postprocess(list(p.elements), p.spacegroup, lengths[i], frac[i], check_symmetry=check_symmetry)
-            for i, p in enumerate(points)]
-
-
-def rdf_fingerprint(structure: Structure, r_max: float = 6.0, n_bins: int = 60, sigma: float = 0.15) -> np.ndarray:
-    """Gaussian-smeared radial distribution function ``g(r)`` on ``n_bins`` points in (0, r_max] Å.
-
-    ``g(r) = Σ_pairs N(r; d_ij, σ) / (N · ρ · 4πr²)`` with ρ the number density (Å⁻³): ≈ 1 at
-    large r for any structure, so fingerprints of different cells are comparable.
-    """
-    r = np.linspace(r_max / n_bins, r_max, n_bins)
-    n = len(structure)
-    _, _, _, dist = structure.get_neighbor_list(r_max + 3 * sigma)
-    dist = dist[dist > 1e-8]
-    if len(dist) == 0:
-        return np.zeros(n_bins)
-    dens = np.exp(-0.5 * ((r[:, None] - dist[None, :]) / sigma) ** 2).sum(1) / (sigma * np.sqrt(2 * np.pi))
-    rho = n / structure.volume
-    return dens / (n * rho * 4 * np.pi * r**2)
-
-
-def fingerprint_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS difference of two RDF fingerprints (dimensionless, like ``g``)."""
-    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
-@dataclass
-class Descriptor:
-    """What we compare between outputs."""
-
-    lengths: np.ndarray
-    fingerprint: np.ndarray
-    n_atoms: int
-    formula: str
-    spacegroup_found: int
-    structural_valid: bool
-    prop: float
-
-
-def describe(gens: Sequence[Generated], property_fn: PropertyFn | None = None, **fp_kw) -> list[Descriptor]:
-    """Descriptors of decoded crystals (``prop`` is NaN without a property model)."""
-    props = property_fn([g.structure for g in gens]) if property_fn is not None and gens else np.full(len(gens), np.nan)
-    return [Descriptor(np.asarray(g.lengths, float), rdf_fingerprint(g.structure, **fp_kw), len(g.structure),
-                       g.structure.composition.reduced_formula, int(g.flags.get("spacegroup_found", 0)),
-                       bool(g.flags["structural_valid"]), float(p)) for g, p in zip(gens, props)]
-
-
-def compare(a: Descriptor, b: Descriptor) -> dict[str, float | bool]:
-    """Output change between two descriptors: lattice (Å), fingerprint, jump flags, property change."""
-    jump_atoms = a.n_atoms != b.n_atoms
-    jump_formula = a.formula != b.formula
-    jump_sg = a.spacegroup_found != b.spacegroup_found
-    return {"d_lattice_A": float(np.linalg.norm(a.lengths - b.lengths)),
-            "d_fingerprint": fingerprint_distance(a.fingerprint, b.fingerprint),
-            "jump_atoms": jump_atoms, "jump_formula": jump_formula, "jump_spacegroup": jump_sg,
-            "jump": jump_atoms or jump_formula or jump_sg,
-            "d_prop": abs(a.prop - b.prop)}
-
-
-def _match(sm: StructureMatcher, a: Structure, b: Structure) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bool(sm.fit(a, b))
-
-
-def log_steps(min_step: float, max_step: float, n: int) -> np.ndarray:
-    """``n`` step sizes on a log grid from ``min_step`` to ``max_step`` (input units)."""
-    if not 0 < min_step < max_step or n < 2:
-        raise ValueError(f"need 0 < min_step < max_step and n >= 2, got {min_step}, {max_step}, {n}")
-    return np.geomspace(min_step, max_step, n)
-
-
-def perturb(model: CrystalGAN, base: InputPoint, group: str, dim: int, step: float) -> tuple[InputPoint, float]:
-    """``base`` moved by ``step`` along input ``dim`` of ``group``; returns (point, step norm).
-
-    ``noise``: ``z[dim] += step``; ``elements``: conditioning feature ``dim`` (0 … 68: element
-    position ``dim // 23``, feature ``dim % 23``) ``+= step``; ``spacegroup``: the one-hot moves a
-    fraction ``t = min(step, 1)`` towards the one-hot of the model's space group ``dim`` (the
-    symmetry operations stay those of ``base``), step norm ``√2·t``.
-    """
-    if group == "noise":
-        z = base.z.copy()
-        z[dim] += step
-        return base.with_input(z=z), float(step)
-    n_feat = model.cond_dim - model.n_sg
-    if group == "elements":
-        if not 0 <= dim < n_feat:
-            raise ValueError(f"element-feature index must be in 0..{n_feat - 1}, got {dim}")
-        c = base.cond.copy()
-        c[dim] += step
-        return base.with_input(cond=c), float(step)
-    if group == "spacegroup":
-        t = min(float(step), 1.0)
-        c = base.cond.copy()
-        target = np.zeros(model.n_sg, dtype=c.dtype)
-        target[dim] = 1.0
-        c[n_feat:] = (1 - t) * c[n_feat:] + t * target
-        return base.with_input(cond=c), float(np.sqrt(2.0) * t)
-    raise ValueError(f"unknown input group {group!r}; choose from {GROUPS}")
-
-
-def base_points(model: CrystalGAN, n: int, seed: int = 0) -> list[InputPoint]:
-    """``n`` seeded base inputs: conditions drawn like :func:`~matdiscovery.generator.sampling.sample`."""
-    from matdiscovery.generator.sampling import sample_conditions
-
+def base_points(model: CrystalGAN, n: int, *, seed: int, conditions: str = "pgcgm") -> list[InputPoint]:
+    """``n`` seeded base inputs, conditions drawn like :func:`~matdiscovery.generator.sampling.sample`."""
     rng = np.random.default_rng(seed)
-    elements, groups = sample_conditions(model, n, rng)
+    elements, groups = sample_conditions(model, n, rng, conditions)
     z = torch.randn(n, model.noise_dim, generator=torch.Generator().manual_seed(seed)).numpy()
     return [input_point(model, e, g, z[i]) for i, (e, g) in enumerate(zip(elements, groups))]
 
 
-def sweep(model: CrystalGAN, bases: Sequence[InputPoint], steps: Sequence[float], n_noise_dims: int | None = 16,
-          n_element_dims: int | None = 16, n_spacegroups: int | None = 4, seed: int = 0,
-          property_fn: PropertyFn | None = None, matcher: bool = True, progress: bool = True) -> pd.DataFrame:
-    """One-at-a-time perturbation sweeps around each base input.
+@dataclass
+class Path:
+    """A straight input segment ``t ∈ [0, 1]`` from ``base`` (``length`` in input units).
 
-    For each base, ``n_noise_dims`` noise dimensions, ``n_element_dims`` element-feature
-    dimensions and ``n_spacegroups`` other space groups (seeded choice; ``None`` = all) are each
-    perturbed by every step in ``steps``. One row per (base, group, dim, step) with the
-    :func:`compare` columns, ``lip_fingerprint`` / ``lip_lattice`` (change / step norm), the
-    StructureMatcher verdict ``matches_base`` and ``base_valid`` (base structurally valid).
+    ``group``: ``noise`` (coordinate ``dim``), ``elements`` (basis position ``dim`` moving towards
+    ``partner``'s feature vector; the species is the nearer endpoint, so it flips at ``t =
+    switch_t``), ``element_switch`` (the whole way to ``partner``) or ``spacegroup_switch`` (to
+    ``target_sg``: one-hot and operations switch at ``t = 1``; not a continuous segment).
     """
-    rng = np.random.default_rng(seed)
-    n_feat = model.cond_dim - model.n_sg
-    sm = _matcher() if matcher else None
-    rows = []
-    for b, base in enumerate(tqdm(bases, desc="sweeps", disable=not progress)):
-        dims = {
-            "noise": _choose(rng, model.noise_dim, n_noise_dims),
-            "elements": _choose(rng, n_feat, n_element_dims),
-            "spacegroup": [d for d in _choose(rng, model.n_sg, n_spacegroups if n_spacegroups is None else n_spacegroups + 1)
-                           if d != model.sg_index(base.spacegroup)][: n_spacegroups or model.n_sg],
-        }
-        jobs, points = [], [base]
-        for group, ds in dims.items():
-            for d in ds:
-                for h in steps:
-                    p, norm = perturb(model, base, group, int(d), float(h))
-                    points.append(p)
-                    jobs.append((group, int(d), float(h), norm))
-        gens = decode(model, points)
-        desc = describe(gens, property_fn)
-        for (group, d, h, norm), g, dsc in zip(jobs, gens[1:], desc[1:]):
-            cmp = compare(desc[0], dsc)
-            row = {"base": b, "group": group, "dim": d, "step": h, "step_norm": norm, **cmp,
-                   "lip_fingerprint": cmp["d_fingerprint"] / norm, "lip_lattice": cmp["d_lattice_A"] / norm,
-                   "lip_prop": cmp["d_prop"] / norm, "base_valid": desc[0].structural_valid,
-                   "valid": dsc.structural_valid}
-            if sm is not None:
-                row["matches_base"] = _match(sm, gens[0].structure, g.structure)
-            rows.append(row)
-    return pd.DataFrame(rows)
+
+    base: InputPoint
+    group: str
+    dim: int
+    step: float
+    length: float
+    dz: np.ndarray
+    dcond: np.ndarray
+    partner: str | None = None
+    switch_t: float = np.inf
+    target: InputPoint | None = None
+
+    def point(self, t: float) -> InputPoint:
+        if self.target is not None:
+            return self.target if t >= 1.0 else self.base
+        elements = self.base.elements
+        if self.partner is not None and t >= self.switch_t:
+            elements = tuple(self.partner if i == self.dim else e for i, e in enumerate(elements))
+        return InputPoint(self.base.z + t * self.dz, self.base.cond + t * self.dcond, elements, self.base.spacegroup)
 
 
-def _choose(rng: np.random.Generator, n: int, k: int | None) -> list[int]:
-    if k is None or k >= n:
-        return list(range(n))
-    return sorted(rng.choice(n, size=k, replace=False).tolist())
+def noise_path(base: InputPoint, dim: int, step: float) -> Path:
+    dz = np.zeros_like(base.z)
+    dz[dim] = step
+    return Path(base, "noise", dim, float(step), float(step), dz, np.zeros_like(base.cond))
 
 
-def slerp(z0: np.ndarray, z1: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation between noise vectors (falls back to linear when parallel)."""
-    a, b = np.asarray(z0, float), np.asarray(z1, float)
-    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if omega < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+def element_path(base: InputPoint, position: int, partner: str, step: float | None) -> Path:
+    """``step`` input units along the segment to ``partner`` (``None``: the whole way, a switch)."""
+    delta = (element_features([partner])[0] - element_features([base.elements[position]])[0]).astype(np.float64)
+    full = float(np.linalg.norm(delta))
+    t_max = 1.0 if step is None else min(float(step) / full, 1.0)
+    dcond = np.zeros_like(base.cond)
+    sl = slice(position * ELEMENT_FEATURE_DIM, (position + 1) * ELEMENT_FEATURE_DIM)
+    dcond[sl] = t_max * delta
+    group = "element_switch" if step is None else "elements"
+    return Path(base, group, position, full if step is None else float(step), t_max * full, np.zeros_like(base.z),
+                dcond, partner, 0.5 / t_max)
 
 
-def interpolate(model: CrystalGAN, start: InputPoint, z_end: np.ndarray, n_steps: int = 32, kind: str = "linear",
-                property_fn: PropertyFn | None = None) -> tuple[pd.DataFrame, list[Generated]]:
-    """Decode ``n_steps`` points on a straight (``linear``) or great-circle (``slerp``) path in noise
-    space from ``start.z`` to ``z_end`` (conditioning fixed). Rows: ``t``, lengths (Å), n_atoms,
-    formula, validity, property, and the change from the previous point (``compare`` columns,
-    ``lip_fingerprint`` per unit of noise-space path length)."""
-    if kind not in ("linear", "slerp"):
-        raise ValueError(f"interpolation kind must be 'linear' or 'slerp', got {kind!r}")
-    if n_steps < 2:
-        raise ValueError(f"n_steps must be >= 2, got {n_steps}")
-    ts = np.linspace(0.0, 1.0, n_steps)
-    zs = [(1 - t) * start.z + t * np.asarray(z_end) if kind == "linear" else slerp(start.z, z_end, t) for t in ts]
-    points = [start.with_input(z=np.asarray(z, dtype=np.float32)) for z in zs]
-    gens = decode(model, points)
-    desc = describe(gens, property_fn)
-    rows = []
-    for i, (t, d) in enumerate(zip(ts, desc)):
-        row = {"t": t, "kind": kind, "a": d.lengths[0], "b": d.lengths[1], "c": d.lengths[2], "n_atoms": d.n_atoms,
-               "formula": d.formula, "spacegroup_found": d.spacegroup_found, "valid": d.structural_valid, "prop": d.prop}
-        if i:
-            cmp = compare(desc[i - 1], d)
-            step = float(np.linalg.norm(zs[i] - zs[i - 1]))
-            row.update(cmp, step_norm=step, lip_fingerprint=cmp["d_fingerprint"] / step,
-                       lip_lattice=cmp["d_lattice_A"] / step)
-        rows.append(row)
-    return pd.DataFrame(rows), gens
+def spacegroup_path(model: CrystalGAN, base: InputPoint, target_sg: int) -> Path:
+    target = input_point(model, base.elements, target_sg, base.z)
+    dcond = target.cond - base.cond
+    return Path(base, "spacegroup_switch", model.sg_index(target_sg), float("nan"), float(np.linalg.norm(dcond)),
+                np.zeros_like(base.z), dcond, target=target)
 
 
-def summarise(sweeps: pd.DataFrame, small_step: float | None = None) -> dict[str, float]:
-    """Headline smoothness numbers of a :func:`sweep` frame.
+def element_partners(elements: tuple[str, str, str], position: int, n: int) -> list[str]:
+    """The ``n`` real elements (PGCGM's 63) nearest in feature space to ``elements[position]`` that
+    keep canonical position ``position`` when substituted (the conditioning stays canonical)."""
+    others = [e for i, e in enumerate(elements) if i != position]
+    own = element_features([elements[position]])[0]
+    cands = []
+    for e in sorted(PGCGM_ELEMENTS - set(elements)):
+        new = list(elements)
+        new[position] = e
+        if canonical_order(new)[position] == e and set(canonical_order(new)) == {e, *others}:
+            cands.append((float(np.linalg.norm(element_features([e])[0] - own)), e))
+    return [e for _, e in sorted(cands)[:n]]
 
-    ``lipschitz_median_<group>``: median fingerprint Lipschitz ratio over all steps of the group
-    (``conditioning`` = element features and space group together); ``jump_rate``: fraction of
-    all perturbation steps with a discrete jump (atom count, formula or space group changed);
-    ``jump_rate_<group>``; ``lipschitz_p95_<group>``; ``match_rate``: fraction of steps whose
-    output StructureMatcher-matches the base. ``small_step``: also the same restricted to steps
-    ≤ ``small_step`` (suffix ``_small``), where a continuous map has ratios bounded and no jumps.
-    """
-    out: dict[str, float] = {}
-    groups = {"noise": ["noise"], "elements": ["elements"], "spacegroup": ["spacegroup"],
-              "conditioning": ["elements", "spacegroup"]}
-    frames = {"": sweeps}
-    if small_step is not None:
-        frames["_small"] = sweeps[sweeps["step"] <= small_step]
-    for suffix, f in frames.items():
-        out[f"jump_rate{suffix}"] = float(f["jump"].mean()) if len(f) else float("nan")
-        for name, members in groups.items():
-            g = f[f["group"].isin(members)]
-            out[f"lipschitz_median_{name}{suffix}"] = float(g["lip_fingerprint"].median()) if len(g) else float("nan")
-            out[f"lipschitz_p95_{name}{suffix}"] = float(g["lip_fingerprint"].quantile(0.95)) if len(g) else float("nan")
-            out[f"jump_rate_{name}{suffix}"] = float(g["jump"].mean()) if len(g) else float("nan")
-        if "matches_base" in f and len(f):
-            out[f"match_rate{suffix}"] = float(f["matches_base"].mean())
+
+# ---------------------------------------------------------------------------- evaluation
+@dataclass
+class Final:
+    """What the final stage is compared on."""
+
+    fingerprint: np.ndarray
+    composition: dict[str, float]
+    n_atoms: int
+    formula: str
+    spacegroup_found: int
+    requested: int
+    species: tuple[str, ...]
+    orbit_sizes: tuple[int, ...]
+    generated: Generated
+
+    def key(self) -> tuple:
+        return (self.n_atoms, self.formula, self.spacegroup_found)
+
+
+@dataclass
+class Evaluation:
+    raw: np.ndarray
+    premerge: np.ndarray | None
+    final: dict[str, Final] = field(default_factory=dict)
+
+
+def evaluate(model: CrystalGAN, points: Sequence[InputPoint], decoders: Sequence[str] = (), premerge: bool = True
+             ) -> list[Evaluation]:
+    """Every stage of ``points`` (one forward pass in the model's dtype; :func:`run_smoothness`
+    uses float64 so that bisection to 1e-6 is not limited by float32 resolution): raw output,
+    pre-merge fingerprint (if ``premerge``) and, per decoder in ``decoders``, the final crystal's
+    descriptors."""
+    if not points:
+        return []
+    dtype = next(model.parameters()).dtype
+    z = torch.as_tensor(np.stack([p.z for p in points]), dtype=dtype)
+    cond = torch.as_tensor(np.stack([p.cond for p in points]), dtype=dtype)
+    sg = torch.tensor([model.sg_index(p.spacegroup) for p in points])
+    with torch.no_grad():
+        raw = model.raw(z, cond)
+        lengths, frac = model.decode(raw, sg)
+    raw, lengths, frac = raw.numpy().astype(float), lengths.numpy().astype(float), frac.numpy().astype(float)
+    out = []
+    for i, p in enumerate(points):
+        ev = Evaluation(raw[i], premerge_fingerprint(lengths[i], frac[i], p.spacegroup) if premerge else None)
+        for decoder in decoders:
+            g = decode_crystal(p.elements, p.spacegroup, lengths[i], frac[i], decoder)
+            s = g.structure
+            fractions = {el.symbol: float(x) for el, x in s.composition.fractional_composition.items()}
+            ev.final[decoder] = Final(rdf_fingerprint(s), fractions, len(s), s.composition.reduced_formula,
+                                      int(g.flags["spacegroup_found"]), p.spacegroup, tuple(p.elements), g.orbit_sizes, g)
+        out.append(ev)
     return out
 
 
-def bisect_jump(model: CrystalGAN, p0: InputPoint, p1: InputPoint, width: float = 1e-6, max_iter: int = 60
-                ) -> dict[str, float | bool]:
-    """Shrink a jumping segment ``p0 → p1`` (discrete descriptors differ at its ends) by bisection
-    to input width ≤ ``width`` and measure the output change across it.
+def jump_cause(a: Final, b: Final) -> str | None:
+    """The cause of a discrete change between two final crystals (:data:`CAUSES`, first that
+    applies), or ``None`` when atom count, formula and spglib label all agree."""
+    if a.key() == b.key():
+        return None
+    if a.requested != b.requested:
+        return "spacegroup_change"
+    if a.species != b.species:
+        return "composition_change"
+    if a.orbit_sizes != b.orbit_sizes:
+        return "orbit_collapse"
+    if a.n_atoms != b.n_atoms or a.formula != b.formula:
+        return "merging"
+    return "spglib_label_only"
 
-    A continuous map's change vanishes with the width; a discontinuity keeps a finite change, so
-    ``lip_fingerprint`` (fingerprint change / final width) grows like 1/width. Returns the final
-    width, the fingerprint and lattice changes across it, their ratios and whether the discrete
-    descriptors still differ (``confirmed``; ``False`` when the ends stopped differing, e.g. a
-    spglib tolerance flicker rather than a boundary).
-    """
-    a_z, a_c = p0.z.astype(np.float64), p0.cond.astype(np.float64)
-    b_z, b_c = p1.z.astype(np.float64), p1.cond.astype(np.float64)
 
-    def point(z: np.ndarray, c: np.ndarray) -> InputPoint:
-        return p0.with_input(z=z.astype(np.float32), cond=c.astype(np.float32))
+def crystal_distance(a: Final, b: Final) -> float:
+    """Final-stage change: RDF fingerprint RMS difference + composition total-variation distance
+    (so a change of species or stoichiometry is seen, not only of geometry)."""
+    return fingerprint_distance(a.fingerprint, b.fingerprint) + composition_distance(a.composition, b.composition)
 
-    da, db = describe(decode(model, [point(a_z, a_c), point(b_z, b_c)]))
-    if not compare(da, db)["jump"]:
-        raise ValueError("the segment's ends do not differ in atom count, formula or space group")
-    w = float(np.sqrt(np.sum((b_z - a_z) ** 2) + np.sum((b_c - a_c) ** 2)))
+
+def compare(a: Evaluation, b: Evaluation, decoder: str | None) -> dict:
+    """Stage changes between two evaluations (raw: norm; fingerprints: RMS) and the jump cause."""
+    out = {"d_raw": float(np.linalg.norm(a.raw - b.raw))}
+    if a.premerge is not None and b.premerge is not None:
+        out["d_premerge"] = fingerprint_distance(a.premerge, b.premerge)
+    if decoder is not None:
+        fa, fb = a.final[decoder], b.final[decoder]
+        cause = jump_cause(fa, fb)
+        out.update(d_final=crystal_distance(fa, fb), jump=cause is not None, cause=cause,
+                   spacegroup_recovered=fb.spacegroup_found == fb.requested)
+    return out
+
+
+# ---------------------------------------------------------------------------- sweeps
+def make_paths(model: CrystalGAN, base: InputPoint, *, steps: Sequence[float], n_noise_dims: int,
+               n_element_partners: int, n_sg_switches: int, rng: np.random.Generator) -> list[Path]:
+    """The perturbations of one base: ``n_noise_dims`` seeded noise coordinates and the nearest
+    ``n_element_partners`` per basis position, each at every step; one element switch per
+    partner; ``n_sg_switches`` seeded switches to other supported groups."""
+    paths = []
+    for d in sorted(rng.choice(model.noise_dim, size=min(n_noise_dims, model.noise_dim), replace=False).tolist()):
+        paths += [noise_path(base, d, h) for h in steps]
+    for k in range(3):
+        for partner in element_partners(base.elements, k, n_element_partners):
+            paths += [element_path(base, k, partner, h) for h in steps]
+            paths.append(element_path(base, k, partner, None))
+    others = [s for s in model.spacegroups if s != base.spacegroup]
+    for s in rng.choice(others, size=min(n_sg_switches, len(others)), replace=False).tolist():
+        paths.append(spacegroup_path(model, base, int(s)))
+    return paths
+
+
+def sweep(model: CrystalGAN, bases: Sequence[InputPoint], *, decoders: Sequence[str], steps: Sequence[float],
+          n_noise_dims: int, n_element_partners: int, n_sg_switches: int, seed: int, progress: bool = True
+          ) -> tuple[pd.DataFrame, list[Path]]:
+    """One row per (path, decoder): group, dim, step, input length, stage changes
+    (:func:`compare`), Lipschitz ratios ``lip_<stage>`` (change / length; NaN for switches) and
+    the jump cause. Also returns the paths (row ``path`` indexes them)."""
+    rng = np.random.default_rng(seed)
+    rows, all_paths = [], []
+    for b, base in enumerate(tqdm(bases, desc="sweep", disable=not progress)):
+        paths = make_paths(model, base, steps=steps, n_noise_dims=n_noise_dims, n_element_partners=n_element_partners,
+                           n_sg_switches=n_sg_switches, rng=rng)
+        evs = evaluate(model, [base] + [p.point(1.0) for p in paths], decoders)
+        for path, ev in zip(paths, evs[1:]):
+            idx = len(all_paths)
+            all_paths.append(path)
+            for decoder in decoders:
+                cmp = compare(evs[0], ev, decoder)
+                row = {"path": idx, "base": b, "group": path.group, "dim": path.dim, "step": path.step,
+                       "length": path.length, "decoder": decoder, "partner": path.partner,
+                       "requested": path.point(1.0).spacegroup, **cmp}
+                cont = path.group in CONTINUOUS_GROUPS
+                for stage in STAGES:
+                    row[f"lip_{stage}"] = cmp[f"d_{stage}"] / path.length if cont else np.nan
+                rows.append(row)
+    return pd.DataFrame(rows), all_paths
+
+
+# ---------------------------------------------------------------------------- bisection
+def bisect_paths(model: CrystalGAN, paths: Sequence[Path], *, stage: str, decoder: str | None, width: float,
+                 max_iter: int = 64) -> pd.DataFrame:
+    """Halve each path's segment until it is ``width`` input units wide, keeping the half where
+    ``stage`` changes: for ``final`` the half across which the discrete jump persists, for
+    ``raw``/``premerge`` the half with the larger change. One row per path: final width, the
+    change of every stage across the last segment and its ratio (``lip_<stage>`` = change /
+    width), the jump cause there (``final``) and whether the jump persisted."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {STAGES}")
+    if stage == "final" and decoder is None:
+        raise ValueError("bisecting the final stage needs a decoder")
+    decs = (decoder,) if decoder is not None else ()
+    need_pre = stage != "raw" or decoder is not None
+    lo = np.zeros(len(paths))
+    hi = np.ones(len(paths))
+    ev_lo = evaluate(model, [p.point(0.0) for p in paths], decs, need_pre)
+    ev_hi = evaluate(model, [p.point(1.0) for p in paths], decs, need_pre)
+    lengths = np.array([p.length for p in paths])
     for _ in range(max_iter):
-        if w <= width:
+        active = np.nonzero((hi - lo) * lengths > width)[0]
+        if not len(active):
             break
-        m_z, m_c = (a_z + b_z) / 2, (a_c + b_c) / 2
-        (dm,) = describe(decode(model, [point(m_z, m_c)]))
-        if compare(da, dm)["jump"]:
-            b_z, b_c, db = m_z, m_c, dm
-        else:
-            a_z, a_c, da = m_z, m_c, dm
-        w = float(np.sqrt(np.sum((b_z - a_z) ** 2) + np.sum((b_c - a_c) ** 2)))
-    w = max(w, 1e-12)   # float32 inputs: the narrowest representable segment
-    cmp = compare(da, db)
-    return {"width": w, "d_fingerprint": cmp["d_fingerprint"], "d_lattice_A": cmp["d_lattice_A"],
-            "lip_fingerprint": cmp["d_fingerprint"] / w, "lip_lattice": cmp["d_lattice_A"] / w,
-            "d_prop": cmp["d_prop"], "jump_atoms": cmp["jump_atoms"], "jump_formula": cmp["jump_formula"],
-            "jump_spacegroup": cmp["jump_spacegroup"], "confirmed": bool(cmp["jump"])}
-
-
-def bisect_sweep_jumps(model: CrystalGAN, bases: Sequence[InputPoint], sweeps: pd.DataFrame, max_jumps: int = 20,
-                       width: float = 1e-6, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """:func:`bisect_jump` on up to ``max_jumps`` (seeded choice) jumping rows of a :func:`sweep`
-    frame (the same ``bases``); one row per refined jump with its group and original step."""
-    jumps = sweeps[sweeps["jump"]]
-    if len(jumps) > max_jumps:
-        jumps = jumps.sample(n=max_jumps, random_state=seed)
+        mid = (lo[active] + hi[active]) / 2
+        evs = evaluate(model, [paths[i].point(t) for i, t in zip(active, mid)], decs if stage == "final" else (), need_pre)
+        for i, t, ev in zip(active, mid, evs):
+            if stage == "final":
+                left = ev_lo[i].final[decoder].key() != ev.final[decoder].key()
+            else:
+                key = f"d_{stage}"
+                left = compare(ev_lo[i], ev, None)[key] >= compare(ev, ev_hi[i], None)[key]
+            if left:
+                hi[i], ev_hi[i] = t, ev
+            else:
+                lo[i], ev_lo[i] = t, ev
+    if stage != "final" and decoder is not None:   # final descriptors at the end points only
+        ev_lo = evaluate(model, [p.point(t) for p, t in zip(paths, lo)], decs, need_pre)
+        ev_hi = evaluate(model, [p.point(t) for p, t in zip(paths, hi)], decs, need_pre)
     rows = []
-    for _, r in tqdm(list(jumps.iterrows()), desc="bisect jumps", disable=not progress):
-        base = bases[int(r["base"])]
-        p1, _ = perturb(model, base, r["group"], int(r["dim"]), float(r["step"]))
-        rows.append({"base": int(r["base"]), "group": r["group"], "dim": int(r["dim"]), "step": float(r["step"]),
-                     **bisect_jump(model, base, p1, width=width)})
+    for i, p in enumerate(paths):
+        w = max((hi[i] - lo[i]) * p.length, 1e-12)
+        cmp = compare(ev_lo[i], ev_hi[i], decoder)
+        row = {"stage": stage, "decoder": decoder, "group": p.group, "dim": p.dim, "step": p.step, "width": w, **cmp}
+        for s in STAGES:
+            if f"d_{s}" in cmp:
+                row[f"lip_{s}"] = cmp[f"d_{s}"] / w
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- controls
+class Staircase(nn.Module):
+    """Rounds activations to multiples of ``step``: the identity up to ``step``/2, but
+    discontinuous at every half-step (the positive control's rough layer)."""
+
+    def __init__(self, step: float):
+        super().__init__()
+        self.step = float(step)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x / self.step) * self.step
+
+
+def rough_control(model: CrystalGAN, step: float) -> CrystalGAN:
+    """A copy of ``model`` with a :class:`Staircase` after its first hidden activation."""
+    rough = copy.deepcopy(model)
+    layers = list(rough.generator)
+    rough.generator = nn.Sequential(*layers[:2], Staircase(step), *layers[2:])
+    return rough
+
+
+def linear_control(model: CrystalGAN, *, n_fit: int, seed: int, conditions: str = "pgcgm") -> CrystalGAN:
+    """A copy of ``model`` whose generator is one ``nn.Linear``: the least-squares fit of
+    ``model``'s raw outputs on ``n_fit`` seeded inputs (a perfectly smooth network with outputs in
+    the same range, decoded the same way)."""
+    pts = base_points(model, n_fit, seed=seed, conditions=conditions)
+    x = np.stack([np.concatenate([p.z, p.cond]) for p in pts]).astype(np.float64)
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        y = model.generator(torch.as_tensor(x, dtype=dtype)).numpy().astype(np.float64)
+    coef, *_ = np.linalg.lstsq(np.c_[x, np.ones(len(x))], y, rcond=None)
+    lin = nn.Linear(x.shape[1], y.shape[1]).to(dtype)
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(coef[:-1].T, dtype=dtype))
+        lin.bias.copy_(torch.as_tensor(coef[-1], dtype=dtype))
+    out = copy.deepcopy(model)
+    out.generator = lin
+    return out
+
+
+# ---------------------------------------------------------------------------- verdict
+def stage_verdict(sweep_ratios: np.ndarray, bisected_ratios: np.ndarray, *, factor: float) -> dict:
+    """The verdict rule for one stage.
+
+    Reference slope = median Lipschitz ratio of the sweep's largest steps (``sweep_ratios``).
+    A bisected segment is *steep* when its ratio (change / final width) exceeds ``factor`` ×
+    the reference: a Lipschitz map keeps ratios near its typical slope at every scale, a
+    discontinuity gives change / width → ∞. The stage is ``rough`` when at least half of its
+    bisected segments are steep; with no bisected segment (no jump to refine) it is smooth.
+    """
+    ref = float(np.median(sweep_ratios)) if len(sweep_ratios) else float("nan")
+    b = np.asarray(bisected_ratios, dtype=float)
+    steep = b > factor * ref if np.isfinite(ref) else np.zeros(len(b), dtype=bool)
+    frac = float(steep.mean()) if len(b) else 0.0
+    return {"reference_ratio": ref, "bisected": int(len(b)), "bisected_ratio_median": float(np.median(b)) if len(b) else float("nan"),
+            "steep_fraction": frac, "rough": bool(len(b) and frac >= 0.5)}
+
+
+def jump_locus(row: pd.Series, references: dict[str, float], factor: float) -> str:
+    """Where a bisected final-stage jump's discontinuity sits (:data:`LOCI`): the first stage
+    whose ratio across the last segment exceeds ``factor`` × that stage's reference."""
+    for stage in STAGES:
+        if row.get(f"lip_{stage}", 0.0) > factor * references[stage]:
+            return LOCI[stage]
+    return LOCI["final"]
+
+
+def _rate(x: pd.Series) -> float:
+    return float(x.mean()) if len(x) else float("nan")
+
+
+@dataclass
+class SmoothnessResult:
+    """Sweeps and bisections of several generators (ours and controls) and decoders.
+
+    ``perturbations``: :func:`sweep` rows with a ``generator`` column; ``bisections``:
+    :func:`bisect_paths` rows with ``generator``; ``factor``: the verdict factor;
+    ``small_step``: jump rates are also given for steps up to it.
+    """
+
+    perturbations: pd.DataFrame
+    bisections: pd.DataFrame
+    factor: float
+    small_step: float
+    largest_step: float
+
+    def references(self, generator: str, decoder: str) -> dict[str, float]:
+        """Median Lipschitz ratio per stage at the largest step (continuous groups)."""
+        sw = self._sweep(generator, decoder)
+        big = sw[np.isclose(sw["step"], self.largest_step)]
+        return {s: float(big[f"lip_{s}"].median()) for s in STAGES}
+
+    def _sweep(self, generator: str, decoder: str) -> pd.DataFrame:
+        f = self.perturbations
+        return f[(f["generator"] == generator) & (f["decoder"] == decoder) & f["group"].isin(CONTINUOUS_GROUPS)]
+
+    def verdicts(self, generator: str, decoder: str) -> dict[str, dict]:
+        """:func:`stage_verdict` per stage. ``raw``/``premerge`` use their own bisections (the
+        network is the same for every decoder), ``final`` the bisected discrete jumps."""
+        refs = self.references(generator, decoder)
+        sw = self._sweep(generator, decoder)
+        big = sw[np.isclose(sw["step"], self.largest_step)]
+        b = self.bisections[self.bisections["generator"] == generator]
+        out = {}
+        for stage in STAGES:
+            rows = b[(b["stage"] == stage) & ((b["decoder"] == decoder) if stage == "final" else True)]
+            out[stage] = stage_verdict(big[f"lip_{stage}"].to_numpy(), rows[f"lip_{stage}"].to_numpy(), factor=self.factor)
+            out[stage]["reference_ratio"] = refs[stage]
+        return out
+
+    def loci(self, generator: str, decoder: str) -> dict[str, int]:
+        """Counts of bisected final-stage jumps per :data:`LOCI` value."""
+        refs = self.references(generator, decoder)
+        b = self.bisections
+        rows = b[(b["generator"] == generator) & (b["stage"] == "final") & (b["decoder"] == decoder)]
+        counts = {v: 0 for v in LOCI.values()}
+        for _, r in rows.iterrows():
+            counts[jump_locus(r, refs, self.factor)] += 1
+        return counts
+
+    def summary(self, generator: str, decoder: str) -> dict:
+        """Headline numbers of one (generator, decoder)."""
+        sw = self._sweep(generator, decoder)
+        small = sw[sw["step"] <= self.small_step]
+        jumps = sw[sw["jump"]]
+        verdicts = self.verdicts(generator, decoder)
+        first = next((s for s in STAGES if verdicts[s]["rough"]), "none")
+        f = self.perturbations
+        sgs = f[(f["generator"] == generator) & (f["decoder"] == decoder) & (f["group"] == "spacegroup_switch")]
+        els = f[(f["generator"] == generator) & (f["decoder"] == decoder) & (f["group"] == "element_switch")]
+        fin = self.bisections[(self.bisections["generator"] == generator) & (self.bisections["stage"] == "final")
+                              & (self.bisections["decoder"] == decoder)]
+        return {
+            "lipschitz_raw_median": float(sw["lip_raw"].median()), "lipschitz_raw_p95": float(sw["lip_raw"].quantile(0.95)),
+            "lipschitz_premerge_median": float(sw["lip_premerge"].median()),
+            "lipschitz_premerge_p95": float(sw["lip_premerge"].quantile(0.95)),
+            "lipschitz_final_median": float(sw["lip_final"].median()),
+            "lipschitz_final_p95": float(sw["lip_final"].quantile(0.95)),
+            "jump_rate": _rate(sw["jump"]), "jump_rate_small_steps": _rate(small["jump"]),
+            "jump_rate_noise": _rate(sw[sw["group"] == "noise"]["jump"]),
+            "jump_rate_elements": _rate(sw[sw["group"] == "elements"]["jump"]),
+            "n_perturbations": int(len(sw)),
+            "jump_cause": {c: int((jumps["cause"] == c).sum()) for c in CAUSES},
+            "rough": {s: verdicts[s]["rough"] for s in STAGES},
+            "bisected_ratio_median": {s: verdicts[s]["bisected_ratio_median"] for s in STAGES},
+            "reference_ratio": {s: verdicts[s]["reference_ratio"] for s in STAGES},
+            "roughness_enters_at": first,
+            "jump_locus": self.loci(generator, decoder),
+            "bisected_jump_raw_change_max": float(fin["d_raw"].max()) if len(fin) else float("nan"),
+            "bisected_jump_premerge_change_max": float(fin["d_premerge"].max()) if len(fin) else float("nan"),
+            "bisected_jump_final_change_median": float(fin["d_final"].median()) if len(fin) else float("nan"),
+            "spacegroup_switch_recovery": _rate(sgs["spacegroup_recovered"]),
+            "spacegroup_switch_raw_change_median": float(sgs["d_raw"].median()) if len(sgs) else float("nan"),
+            "element_switch_jump_rate": _rate(els["jump"]),
+        }
+
+    def verdict_table(self, combos: Sequence[tuple[str, str]]) -> pd.DataFrame:
+        """One row per (generator, decoder): smooth/rough per stage and where roughness enters."""
+        rows = []
+        for g, d in combos:
+            s = self.summary(g, d)
+            rows.append({"generator": g, "decoder": d,
+                         **{f"{st} (median ratio)": f"{'rough' if s['rough'][st] else 'smooth'} "
+                            f"({s['reference_ratio'][st]:.3g})" for st in STAGES},
+                         "jump rate": s["jump_rate"], "roughness enters at": s["roughness_enters_at"]})
+        return pd.DataFrame(rows).set_index(["generator", "decoder"])
+
+
+def run_smoothness(generators: dict[str, tuple[CrystalGAN, Sequence[str]]], bases: Sequence[InputPoint], *,
+                   steps: Sequence[float], n_noise_dims: int, n_element_partners: int, n_sg_switches: int,
+                   max_bisect: int, bisect_width: float, factor: float, small_step: float, seed: int,
+                   progress: bool = True) -> SmoothnessResult:
+    """Sweeps of every generator (name → (model, decoders)) around the same ``bases`` and their
+    bisections: per network, the ``max_bisect`` steepest continuous segments of the raw output and
+    of the pre-merge cell (at the largest step); per decoder, up to ``max_bisect`` seeded jumping
+    segments of the final crystal whose cause is the decoding's (not :data:`INPUT_CAUSES`)."""
+    steps = sorted(float(s) for s in steps)
+    frames, bis = [], []
+    for name, (model, decoders) in generators.items():
+        sw, paths = sweep(model, bases, decoders=decoders, steps=steps, n_noise_dims=n_noise_dims,
+                          n_element_partners=n_element_partners, n_sg_switches=n_sg_switches, seed=seed, progress=progress)
+        frames.append(sw.assign(generator=name))
+        cont = sw[sw["group"].isin(CONTINUOUS_GROUPS) & (sw["decoder"] == decoders[0])]
+        big = cont[np.isclose(cont["step"], steps[-1])]
+        for stage in ("raw", "premerge"):
+            top = big.nlargest(max_bisect, f"lip_{stage}")["path"].tolist()
+            bis.append(bisect_paths(model, [paths[i] for i in top], stage=stage, decoder=None, width=bisect_width)
+                       .assign(generator=name))
+        for decoder in decoders:   # jumps made by the decoding, not by a switched species or group
+            jumps = sw[sw["group"].isin(CONTINUOUS_GROUPS) & (sw["decoder"] == decoder) & sw["jump"]
+                       & ~sw["cause"].isin(INPUT_CAUSES)]
+            if len(jumps) > max_bisect:
+                jumps = jumps.sample(n=max_bisect, random_state=seed)
+            if len(jumps):
+                bis.append(bisect_paths(model, [paths[i] for i in jumps["path"]], stage="final", decoder=decoder,
+                                        width=bisect_width).assign(generator=name))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The behavior of DataFrame concatenation with empty", category=FutureWarning)
+        bisections = pd.concat(bis, ignore_index=True)
+    return SmoothnessResult(pd.concat(frames, ignore_index=True), bisections, factor, small_step, steps[-1])

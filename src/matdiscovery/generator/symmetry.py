@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.symmetry.groups import SpaceGroup
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 #: length tie pattern (which raw length feeds a, b, c) and fixed angles (deg) per crystal system
@@ -203,35 +204,51 @@ def snap_to_wyckoff(frac: np.ndarray, number: int, lattice: np.ndarray, tol: flo
     return p, int(h.sum())
 
 
+def merge_clusters(frac: np.ndarray, numbers: np.ndarray, lattice: Lattice, factor: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PGCGM's ``merge_same_element(prop=factor)`` on arrays: same-element atoms closer than
+    ``2 · factor ·`` atomic radius (Å, minimum image) are clustered by single linkage and each
+    cluster is replaced by its periodic mean. Returns ``(frac, numbers, index of each cluster's
+    first site)``; clusters are ordered by their lowest site index."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    frac = np.asarray(frac, dtype=float)
+    numbers = np.asarray(numbers)
+    n = len(frac)
+    if n <= 1:
+        return frac, numbers, np.arange(n)
+    radius = np.array([atomic_radius(int(z)) for z in numbers])
+    cart = frac @ lattice.matrix
+    i, j, _, d = find_points_in_spheres(cart, cart, float(2 * factor * radius.max()) + 1e-8,
+                                        np.ones(3, dtype=np.int64), lattice.matrix, tol=1e-12)
+    keep = (i != j) & (numbers[i] == numbers[j]) & (d <= 2 * factor * radius[i])
+    graph = coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
+    n_clusters, labels = connected_components(graph, directed=False)
+    if n_clusters == n:
+        return frac, numbers, np.arange(n)
+    first = np.full(n_clusters, n)
+    np.minimum.at(first, labels, np.arange(n))
+    order = np.argsort(first)                                   # clusters by their lowest site index
+    rank = np.empty(n_clusters, dtype=int)
+    rank[order] = np.arange(n_clusters)
+    lab = rank[labels]
+    ref = frac[first[order]][lab]
+    delta = frac - ref
+    delta -= np.round(delta)
+    sums = np.zeros((n_clusters, 3))
+    np.add.at(sums, lab, delta)
+    counts = np.bincount(lab, minlength=n_clusters)[:, None]
+    new = (frac[first[order]] + sums / counts) % 1.0
+    return new, numbers[first[order]], first[order]
+
+
 def merge_close_atoms(structure: Structure, factor: float, provenance: np.ndarray | None = None
                       ) -> tuple[Structure, np.ndarray | None]:
-    """Merge same-element atoms by single-linkage clustering at ``2 · factor ·`` atomic radius (Å),
-    each cluster replaced by its periodic mean: PGCGM's ``merge_same_element(prop=factor)``.
-
-    Clusters are connected components of the "closer than the threshold" graph (single linkage).
-    ``provenance`` (one row per site) is reduced to the cluster's first site.
-    """
-    if len(structure) <= 1:
+    """:func:`merge_clusters` on a :class:`Structure`; ``provenance`` (one row per site) is
+    reduced to each cluster's first site."""
+    numbers = np.array([s.specie.Z for s in structure])
+    frac, nums, first = merge_clusters(structure.frac_coords, numbers, structure.lattice, factor)
+    if len(first) == len(structure):
         return structure, provenance
-    dist = structure.distance_matrix
-    species = [s.specie for s in structure]
-    zs = np.array([sp.Z for sp in species])
-    radius = np.array([atomic_radius(int(z)) for z in zs])
-    same = zs[:, None] == zs[None, :]
-    close = same & (dist <= 2.0 * factor * radius[:, None])
-    n_clusters, labels = connected_components(close, directed=False)
-    if n_clusters == len(structure):
-        return structure, provenance
-    frac = structure.frac_coords
-    new_species, new_coords, keep = [], [], []
-    for label in range(n_clusters):  # labels follow each cluster's lowest site index
-        members = np.nonzero(labels == label)[0]
-        r = members[0]
-        ref = frac[r]
-        delta = frac[members] - ref
-        delta -= np.round(delta)
-        new_coords.append((ref + delta.mean(axis=0)) % 1.0)
-        new_species.append(species[r])
-        keep.append(r)
-    merged = Structure(structure.lattice, new_species, np.array(new_coords))
-    return merged, (None if provenance is None else provenance[keep])
+    merged = Structure(structure.lattice, [int(z) for z in nums], frac)
+    return merged, (None if provenance is None else provenance[first])

@@ -86,7 +86,7 @@ def test_evaluate_validity_and_showcase():
 def _params(**kw) -> SmoothnessParams:
     base = dict(seed=0, metrics_path=None, generator_dir="models/none", n_bases=2, n_noise_dims=2, n_element_partners=1,
                 n_sg_switches=1, steps=[1e-3, 0.1, 1.0], small_step=1e-2, max_bisect=2, bisect_width=1e-6,
-                verdict_factor=100.0, rough_step=0.05, linear_fit_samples=100, max_eval_samples=12, n_bootstrap=50,
+                verdict_factor=100.0, rough_step=0.05, linear_fit_samples=100, max_eval_samples=12, heldout_draws=2, n_bootstrap=50,
                 cov_quantile=0.5, n_showcase=2, fallback_limit_per_split=5, fallback_epochs=1, torch_threads=1)
     return SmoothnessParams.from_mapping({**base, **kw})
 
@@ -109,7 +109,7 @@ def test_study_metrics_have_the_issue_keys():
     assert m["rough_control"]["rough"]["raw"] and not m["rough"]["raw"]
     sentence = study.where_roughness_lives()
     assert sentence.startswith("The roughness lives") and sentence.endswith(".")
-    assert "remedy" in study.paper_table().index
+    assert "remedy (ours)" in study.paper_table().index
 
 
 def test_smoothness_params_are_strict():

@@ -24,9 +24,11 @@ HEADLINE_METRICS = {
         "n_supercon_rows", "n_supercon_skipped", "n_jarvis_rows", "n_qm8_rows", "crystal_min_distance_A",
     ],
     "01_generator_smoothness": [
-        "nonsmooth_reproduced", "paper_input_space_smooth", "validity_structural", "validity_compositional", "uniqueness", "novelty",
-        "lipschitz_median_noise", "lipschitz_median_conditioning", "jump_rate",
-        "validity_structural_smooth", "lipschitz_median_noise_smooth", "jump_rate_smooth",
+        "paper_input_space_smooth", "roughness_enters_at", "rough.raw", "rough.premerge", "rough.final",
+        "lipschitz_raw_median", "lipschitz_premerge_median", "jump_rate", "jump_cause.merging",
+        "linear_control.roughness_enters_at", "rough_control.roughness_enters_at", "remedy.jump_rate",
+        "spacegroup_recovery", "remedy.spacegroup_recovery", "validity_combined", "remedy.validity_combined",
+        "n_training_records", "generator_parameters", "paper_generator_parameters",
     ],
     "02_stability_screening": [
         "judge_composition_mae_eV_per_atom", "judge_chgnet_mae_eV_per_atom", "fraction_stable_generated",

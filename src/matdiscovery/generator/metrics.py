@@ -10,13 +10,14 @@ Per decoder (:func:`evaluate_validity`), each with a 95 % interval:
   class (pymatgen defaults), over the structurally valid;
 - ``novelty_vs_training`` / ``novelty_vs_heldout``: unique valid samples matching no training /
   held-out crystal of the same reduced formula, over the unique valid;
-- ``near_duplicate_rate``: structurally valid samples matching a training or held-out crystal
-  under loose tolerances (ltol 0.3, stol 0.5, 10°), over the structurally valid;
+- ``near_duplicate_rate``: structurally valid samples matching a training crystal under loose
+  tolerances (ltol 0.3, stol 0.5, 10°; memorisation), over the structurally valid;
 - ``cov_recall`` / ``cov_precision`` against the held-out split (CDVAE's COV-R/COV-P: a held-out
   crystal is covered when one valid sample is within both a structural and a compositional
   fingerprint distance; precision is the converse), bootstrap intervals. CDVAE's fingerprints
   (CrystalNN and Magpie via matminer) are not installable beside pandas 3, so ours are the RDF
-  fingerprint of :mod:`~matdiscovery.generator.smoothness` and the Magpie-style statistics of
+  fingerprint of :mod:`~matdiscovery.generator.smoothness` on cells rescaled to a common volume per
+  atom (scale-invariant, like CrystalNN's) and the Magpie-style statistics of
   :func:`matdiscovery.composition.magpie_features` (z-scored on the training set); the two
   thresholds are the ``cov_quantile`` quantiles of the held-out crystals' nearest-training-crystal
   distances, and ``cov_recall_training_reference`` is the recall the training set itself reaches.
@@ -34,19 +35,13 @@ from pymatgen.core import Structure
 from scipy.spatial.distance import cdist
 from scipy.stats import norm
 
+from matdiscovery.generator.data import structure_matcher
+
 PROPORTIONS = ("validity_structural", "validity_compositional_smact", "spacegroup_recovery", "validity_combined",
                "validity_pgcgm")
 FLAG_OF = {"validity_structural": "structural_valid", "validity_compositional_smact": "compositional_valid",
            "spacegroup_recovery": "spacegroup_match", "validity_combined": "valid_combined",
            "validity_pgcgm": "pgcgm_valid"}
-
-
-def structure_matcher(loose: bool = False) -> StructureMatcher:
-    """pymatgen's default tolerances (ltol 0.2, stol 0.3, 5°; CDVAE/DiffCSP's match rate), or the
-    loose ones of the near-duplicate check (ltol 0.3, stol 0.5, 10°)."""
-    if loose:
-        return StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
-    return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
 
 
 def _fit(sm: StructureMatcher, a: Structure, b: Structure) -> bool:
@@ -95,14 +90,22 @@ def match_mask(structures: list[Structure], reference: list[Structure], loose: b
                     dtype=bool)
 
 
+#: the structural fingerprint compares cells rescaled to this volume per atom (Å³): like CrystalNN
+#: fingerprints and StructureMatcher, coverage does not depend on the lattice scale
+FINGERPRINT_VOLUME_PER_ATOM = 15.0
+
+
 def fingerprints(structures: list[Structure], comp_scale: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(structural RDF fingerprints, compositional Magpie-style features z-scored by ``comp_scale``
-    (mean, std); unscaled when ``None``)."""
+    """(structural fingerprints: the RDF of each cell rescaled to :data:`FINGERPRINT_VOLUME_PER_ATOM`;
+    compositional Magpie-style features z-scored by ``comp_scale`` (mean, std), unscaled when ``None``)."""
     from matdiscovery.composition import magpie_features
     from matdiscovery.generator.smoothness import rdf_fingerprint
 
-    struct = np.stack([rdf_fingerprint(s) for s in structures]) if structures else np.zeros((0, 0))
+    def scaled(s: Structure) -> Structure:
+        return Structure(s.lattice.scale(FINGERPRINT_VOLUME_PER_ATOM * len(s)), s.species, s.frac_coords)
+
+    struct = np.stack([rdf_fingerprint(scaled(s)) for s in structures]) if structures else np.zeros((0, 0))
     comp = magpie_features([s.composition for s in structures]) if structures else np.zeros((0, 0))
     if comp_scale is not None and len(comp):
         comp = (comp - comp_scale[0]) / comp_scale[1]
@@ -158,7 +161,8 @@ def evaluate_validity(samples: pd.DataFrame, *, train: list[Structure], heldout:
     from matdiscovery.composition import magpie_features
 
     train_comp = magpie_features([s.composition for s in train])
-    scale = (train_comp.mean(axis=0), train_comp.std(axis=0) + 1e-9)
+    std = train_comp.std(axis=0)
+    scale = (train_comp.mean(axis=0), np.where(std > 1e-9, std, 1.0))   # constant features stay unscaled
     tr_fp, ho_fp = fingerprints(train, scale), fingerprints(heldout, scale)
     d_s = cdist(ho_fp[0], tr_fp[0]).min(axis=1)
     d_c = cdist(ho_fp[1], tr_fp[1]).min(axis=1)
@@ -174,7 +178,7 @@ def evaluate_validity(samples: pd.DataFrame, *, train: list[Structure], heldout:
         unique_structs = [s for s, u in zip(structs, uniq) if u]
         m["novelty_vs_training"] = _prop(~match_mask(unique_structs, train))
         m["novelty_vs_heldout"] = _prop(~match_mask(unique_structs, heldout))
-        m["near_duplicate_rate"] = _prop(match_mask(structs, train + heldout, loose=True))
+        m["near_duplicate_rate"] = _prop(match_mask(structs, train, loose=True))
         both = g[g["structural_valid"].astype(bool) & g["compositional_valid"].astype(bool)]
         recall, precision = coverage(fingerprints(list(both["structure"]), scale), ho_fp, thresholds)
         m["cov_recall"] = _bootstrap(recall, n_bootstrap, rng)

@@ -35,7 +35,7 @@ import torch
 from pymatgen.core import Element, Structure
 from tqdm.auto import tqdm
 
-from matdiscovery.generator.data import PGCGM_ELEMENTS, PGCGM_SPACEGROUPS, canonical_order
+from matdiscovery.generator.data import PGCGM_ELEMENTS, PGCGM_SPACEGROUPS, Record, canonical_order
 from matdiscovery.generator.model import CrystalGAN
 from matdiscovery.generator.symmetry import (
     atomic_radius,
@@ -111,11 +111,11 @@ def pgcgm_distance_ok(structure: Structure, ratio: float = PGCGM_DIST_RATIO) -> 
     return bool((d[iu] > ratio * (r[:, None] + r[None, :])[iu]).all())
 
 
-def validity_flags(structure: Structure, spacegroup: int, check_symmetry: bool = True) -> dict:
+def validity_flags(structure: Structure, spacegroup: int) -> dict:
     """Per-sample flags: ``n_atoms``, ``structural_valid``, ``compositional_valid``,
-    ``pgcgm_distance_ok``, ``all_elements_kept`` and, with ``check_symmetry``, ``spacegroup_found``,
-    ``spacegroup_match``, ``pgcgm_valid`` (match and distance filter) and ``valid_combined``
-    (structural, compositional and space group)."""
+    ``pgcgm_distance_ok``, ``all_elements_kept``, ``spacegroup_found``, ``spacegroup_match``,
+    ``pgcgm_valid`` (match and distance filter) and ``valid_combined`` (structural,
+    compositional and space group)."""
     flags = {
         "n_atoms": len(structure),
         "structural_valid": structural_valid(structure),
@@ -123,21 +123,21 @@ def validity_flags(structure: Structure, spacegroup: int, check_symmetry: bool =
         "pgcgm_distance_ok": pgcgm_distance_ok(structure),
         "all_elements_kept": len(structure.composition.elements) == 3,
     }
-    if check_symmetry:
-        found = spacegroup_of(structure)
-        flags["spacegroup_found"] = found
-        flags["spacegroup_match"] = found == spacegroup
-        flags["pgcgm_valid"] = flags["spacegroup_match"] and flags["pgcgm_distance_ok"]
-        flags["valid_combined"] = flags["spacegroup_match"] and flags["structural_valid"] and flags["compositional_valid"]
+    found = spacegroup_of(structure)
+    flags["spacegroup_found"] = found
+    flags["spacegroup_match"] = found == spacegroup
+    flags["pgcgm_valid"] = flags["spacegroup_match"] and flags["pgcgm_distance_ok"]
+    flags["valid_combined"] = flags["spacegroup_match"] and flags["structural_valid"] and flags["compositional_valid"]
     return flags
 
 
 def decode_crystal(elements: list[str] | tuple[str, ...], spacegroup: int, lengths: np.ndarray, frac: np.ndarray,
-                   decoder: str = "pgcgm", check_symmetry: bool = True) -> Generated:
+                   decoder: str = "pgcgm", flags: str = "all") -> Generated:
     """Decode tied ``lengths`` (Å) and basis ``frac`` (3 × 3) of ``elements`` (basis order) in
-    ``spacegroup`` into a crystal with one of :data:`DECODERS` (module docstring), with flags.
+    ``spacegroup`` into a crystal with one of :data:`DECODERS` (module docstring).
     ``orbit_sizes``: sites per basis atom after exact-duplicate removal (tolerance 10⁻³,
-    fractional), before merging or snapping (after rounding for ``pgcgm_rounded``)."""
+    fractional), before merging or snapping (after rounding for ``pgcgm_rounded``). ``flags``:
+    ``"all"`` (:func:`validity_flags`) or ``"symmetry"`` (only ``spacegroup_found``, for sweeps)."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {DECODERS}")
     elements = [str(e) for e in elements]
@@ -162,8 +162,14 @@ def decode_crystal(elements: list[str] | tuple[str, ...], spacegroup: int, lengt
         if len(coords) > FURTHER_MERGE_ABOVE:
             coords, nums, _ = merge_clusters(coords, nums, lattice, MERGE_FACTORS[1])
     structure = Structure(lattice, [int(z) for z in nums], coords)
-    flags = {**validity_flags(structure, spacegroup, check_symmetry), "n_atoms_premerge": int(sum(sizes))}
-    return Generated(structure, tuple(elements), int(spacegroup), np.asarray(lengths, float), frac, decoder, sizes, flags)
+    if flags == "all":
+        found = validity_flags(structure, spacegroup)
+    elif flags == "symmetry":
+        found = {"spacegroup_found": spacegroup_of(structure)}
+    else:
+        raise ValueError(f"flags must be 'all' or 'symmetry', got {flags!r}")
+    found["n_atoms_premerge"] = int(sum(sizes))
+    return Generated(structure, tuple(elements), int(spacegroup), np.asarray(lengths, float), frac, decoder, sizes, found)
 
 
 def raw_batch(model: CrystalGAN, elements: list[list[str]], spacegroups: list[int], z: torch.Tensor
@@ -234,18 +240,26 @@ def generate(elements: list[str], spacegroup: int, z: np.ndarray | torch.Tensor 
     return out if full else out.structure
 
 
-CONDITION_MODES = ("pgcgm", "training")
+CONDITION_MODES = ("pgcgm", "training", "records")
 
 
-def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator, mode: str = "pgcgm"
-                      ) -> tuple[list[list[str]], list[int]]:
+def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator, mode: str = "pgcgm",
+                      records: list[Record] | None = None) -> tuple[list[list[str]], list[int]]:
     """``n`` (elements, space group) pairs in canonical order.
 
     ``pgcgm`` (as PGCGM's ``create_cif.py``): three distinct elements uniformly from its 63, the
     space group by PGCGM's training frequency renormalised over the model's groups.
     ``training``: the space group by the model's training frequency, each canonical position by
     the training set's element frequency there (distinct, re-sorted).
+    ``records``: the elements and group of ``records`` in turn (those in the model's groups),
+    e.g. the held-out crystals, so samples can be compared with them.
     """
+    if mode == "records":
+        usable = [r for r in records or [] if r.spacegroup in model.spacegroups]
+        if not usable:
+            raise ValueError("conditions='records' needs records in the model's space groups")
+        return ([list(usable[i % len(usable)].elements) for i in range(n)],
+                [usable[i % len(usable)].spacegroup for i in range(n)])
     if mode == "pgcgm":
         pool = sorted(PGCGM_ELEMENTS)
         sgs = np.array(model.spacegroups)
@@ -275,11 +289,13 @@ def sample_conditions(model: CrystalGAN, n: int, rng: np.random.Generator, mode:
 
 
 def sample(model: CrystalGAN, n: int, *, seed: int, decoders: tuple[str, ...] | list[str] = ("pgcgm",),
-           conditions: str = "pgcgm", batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
-    """``n`` samples decoded with each of ``decoders`` (the same conditions and noise for all):
-    one row per (sample, decoder) with :data:`SAMPLE_COLUMNS` (``variant`` = decoder) and ``structure``."""
+           conditions: str = "pgcgm", records: list[Record] | None = None, batch_size: int = 256,
+           progress: bool = True) -> pd.DataFrame:
+    """``n`` samples decoded with each of ``decoders`` (the same conditions and noise for all;
+    conditions from :func:`sample_conditions`): one row per (sample, decoder) with
+    :data:`SAMPLE_COLUMNS` (``variant`` = decoder) and ``structure``."""
     rng = np.random.default_rng(seed)
-    elements, groups = sample_conditions(model, n, rng, conditions)
+    elements, groups = sample_conditions(model, n, rng, conditions, records)
     z = torch.randn(n, model.noise_dim, generator=torch.Generator().manual_seed(seed))
     rows = []
     for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):

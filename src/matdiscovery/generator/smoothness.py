@@ -84,7 +84,9 @@ def rdf_fingerprint(structure: Structure, r_max: float = R_MAX, n_bins: int = N_
     ``g(r) = Σ_pairs K(r − d_ij) / (N · ρ · 4πr²)`` (kernel of :func:`_smear`) with ρ the number
     density (Å⁻³): ≈ 1 at large r for any structure, so fingerprints of different cells are comparable.
     """
-    _, _, _, dist = structure.get_neighbor_list(r_max + h)
+    mat = structure.lattice.matrix
+    cart = structure.cart_coords
+    *_, dist = find_points_in_spheres(cart, cart, r_max + h, np.ones(3, dtype=np.int64), mat, tol=1e-8)
     dist = dist[dist > 1e-8]
     r, dens = _smear(dist, r_max, n_bins, h)
     rho = len(structure) / structure.volume
@@ -263,7 +265,7 @@ def evaluate(model: CrystalGAN, points: Sequence[InputPoint], decoders: Sequence
     for i, p in enumerate(points):
         ev = Evaluation(raw[i], premerge_fingerprint(lengths[i], frac[i], p.spacegroup) if premerge else None)
         for decoder in decoders:
-            g = decode_crystal(p.elements, p.spacegroup, lengths[i], frac[i], decoder)
+            g = decode_crystal(p.elements, p.spacegroup, lengths[i], frac[i], decoder, flags="symmetry")
             s = g.structure
             fractions = {el.symbol: float(x) for el, x in s.composition.fractional_composition.items()}
             ev.final[decoder] = Final(rdf_fingerprint(s), fractions, len(s), s.composition.reduced_formula,
@@ -366,18 +368,18 @@ def bisect_paths(model: CrystalGAN, paths: Sequence[Path], *, stage: str, decode
     if stage == "final" and decoder is None:
         raise ValueError("bisecting the final stage needs a decoder")
     decs = (decoder,) if decoder is not None else ()
-    need_pre = stage != "raw" or decoder is not None
+    pre = stage == "premerge"
     lo = np.zeros(len(paths))
     hi = np.ones(len(paths))
-    ev_lo = evaluate(model, [p.point(0.0) for p in paths], decs, need_pre)
-    ev_hi = evaluate(model, [p.point(1.0) for p in paths], decs, need_pre)
+    ev_lo = evaluate(model, [p.point(0.0) for p in paths], decs if stage == "final" else (), pre)
+    ev_hi = evaluate(model, [p.point(1.0) for p in paths], decs if stage == "final" else (), pre)
     lengths = np.array([p.length for p in paths])
     for _ in range(max_iter):
         active = np.nonzero((hi - lo) * lengths > width)[0]
         if not len(active):
             break
         mid = (lo[active] + hi[active]) / 2
-        evs = evaluate(model, [paths[i].point(t) for i, t in zip(active, mid)], decs if stage == "final" else (), need_pre)
+        evs = evaluate(model, [paths[i].point(t) for i, t in zip(active, mid)], decs if stage == "final" else (), pre)
         for i, t, ev in zip(active, mid, evs):
             if stage == "final":
                 left = ev_lo[i].final[decoder].key() != ev.final[decoder].key()
@@ -388,9 +390,9 @@ def bisect_paths(model: CrystalGAN, paths: Sequence[Path], *, stage: str, decode
                 hi[i], ev_hi[i] = t, ev
             else:
                 lo[i], ev_lo[i] = t, ev
-    if stage != "final" and decoder is not None:   # final descriptors at the end points only
-        ev_lo = evaluate(model, [p.point(t) for p, t in zip(paths, lo)], decs, need_pre)
-        ev_hi = evaluate(model, [p.point(t) for p, t in zip(paths, hi)], decs, need_pre)
+    # every stage (and the decoder's crystal, if given) at the end points of the last segments
+    ev_lo = evaluate(model, [p.point(t) for p, t in zip(paths, lo)], decs, True)
+    ev_hi = evaluate(model, [p.point(t) for p, t in zip(paths, hi)], decs, True)
     rows = []
     for i, p in enumerate(paths):
         w = max((hi[i] - lo[i]) * p.length, 1e-12)
@@ -542,6 +544,7 @@ class SmoothnessResult:
             "lipschitz_final_median": float(sw["lip_final"].median()),
             "lipschitz_final_p95": float(sw["lip_final"].quantile(0.95)),
             "jump_rate": _rate(sw["jump"]), "jump_rate_small_steps": _rate(small["jump"]),
+            "jump_rate_decoding": _rate(sw["jump"] & ~sw["cause"].isin(INPUT_CAUSES)),
             "jump_rate_noise": _rate(sw[sw["group"] == "noise"]["jump"]),
             "jump_rate_elements": _rate(sw[sw["group"] == "elements"]["jump"]),
             "n_perturbations": int(len(sw)),

@@ -91,24 +91,17 @@ def expand_orbits(frac: np.ndarray, number: int, tol: float = 1e-3) -> tuple[np.
     """Apply every operation of space group ``number`` to basis points ``frac`` ``(k, 3)``.
 
     Returns ``(coords (n, 3) in [0, 1), basis index (n,), operation index (n,))`` with exact
-    duplicates (fractional distance < ``tol``, periodic) removed within each orbit.
+    duplicates removed within each orbit: an image is dropped when an earlier image of the same
+    basis point is within ``tol`` (fractional, periodic, every coordinate).
     """
     ops = symmetry_operations(number)
     frac = np.atleast_2d(np.asarray(frac, dtype=float))
-    coords, owner, opidx = [], [], []
-    for k, f in enumerate(frac):
-        img = (np.einsum("mij,j->mi", ops[:, :3, :3], f) + ops[:, :3, 3]) % 1.0
-        d = img[:, None] - img[None]
-        close = (np.abs(d - np.round(d)) < tol).all(-1)
-        keep = np.ones(len(img), dtype=bool)
-        for m in range(len(img)):
-            if keep[m]:
-                keep[m + 1:] &= ~close[m, m + 1:]
-        idx = np.nonzero(keep)[0]
-        coords.append(img[idx])
-        owner.append(np.full(len(idx), k))
-        opidx.append(idx)
-    return np.concatenate(coords) % 1.0, np.concatenate(owner), np.concatenate(opidx)
+    img = (np.einsum("mij,kj->kmi", ops[:, :3, :3], frac) + ops[None, :, :3, 3]) % 1.0       # (k, M, 3)
+    d = img[:, :, None] - img[:, None]
+    close = (np.abs(d - np.round(d)) < tol).all(-1)                                       # (k, M, M)
+    earlier = np.tril(close, -1).any(axis=2)                                              # a duplicate of an earlier image
+    owner, opidx = np.nonzero(~earlier)
+    return img[owner, opidx] % 1.0, owner, opidx
 
 
 def build_structure(species: list[str], frac: np.ndarray, lengths: np.ndarray, number: int, tol: float = 1e-3) -> Structure:

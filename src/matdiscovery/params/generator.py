@@ -53,6 +53,7 @@ class SmoothnessParams(NotebookParams):
     rough_step: float = Field(gt=0, description="staircase step of the rough control's hidden layer")
     linear_fit_samples: int = Field(ge=10, description="inputs the linear control is fitted on")
     max_eval_samples: int = Field(ge=1, description="samples per decoder evaluated for validity")
+    heldout_draws: int = Field(ge=1, description="noise draws per held-out (and as many training) crystals' conditions")
     n_bootstrap: int = Field(ge=10, description="bootstrap resamples of the coverage CIs")
     cov_quantile: float = Field(gt=0, lt=1, description="coverage thresholds: this quantile of held-out→training distances")
     n_showcase: int = Field(ge=1, description="generated crystals drawn")

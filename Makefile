@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 data: env
-	# only the raw data lives in the team remote; pipeline outputs are rebuilt by `dvc repro`
-	$(BIN)/dvc pull --quiet data.dvc
+	# only the raw data lives in the team remote; pipeline outputs are rebuilt by `dvc repro`.
+	# check-remote says where it looked for the remote (.dvc/config) when it is missing
+	@$(BIN)/python -m matdiscovery.paths check-remote
+	@$(BIN)/dvc pull --quiet data.dvc || { echo "error: dvc pull data.dvc failed; rerun it as 'dvc pull -v data.dvc' to see why" >&2; exit 1; }
 
 repro: data
 	$(BIN)/dvc repro

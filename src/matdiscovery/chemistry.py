@@ -89,8 +89,8 @@ def parse_formula(formula: str) -> tuple[Composition, bool]:
             if amounts[symbol] != value:
                 shown += f" ({amounts[symbol]:g} in all)"
             raise FormulaError(
-                f"formula {formula[:40]!r}{'...' if len(formula) > 40 else ''}: amount {shown} of {symbol} exceeds MAX_AMOUNT = {MAX_AMOUNT:g} "
-                "atoms per formula unit (a typo such as O6050 for O6.050?)"
+                f"formula {formula[:40]!r}{'...' if len(formula) > 40 else ''}: too many atoms ({shown} of {symbol}; "
+                f"MAX_AMOUNT = {MAX_AMOUNT:g} per formula unit): a typo such as O6050 for O6.050?"
             )
         previous = (symbol, amount)
     if pos != len(cleaned):

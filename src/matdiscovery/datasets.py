@@ -313,7 +313,7 @@ def _check_cif_block(data: dict) -> None:
 
 
 def _coincident_sites(data: dict) -> str | None:
-    """Say which listed sites coincide (for a CIF pymatgen rejected), or ``None``."""
+    """The reason a CIF pymatgen rejected failed when two listed sites coincide, else ``None``."""
     try:
         lattice = Lattice.from_parameters(*(_cif_number(data, k) for k in (*_CELL_LENGTHS, *_CELL_ANGLES)))
         coords = np.array([[str2float(v) for v in data[k]] for k in _FRACT]).T
@@ -323,7 +323,7 @@ def _coincident_sites(data: dict) -> str | None:
         return None
     if shortest >= COINCIDENT_SITES_A:
         return None
-    return f"atoms on the same position (shortest interatomic distance {shortest:.3g} Å among the listed sites)"
+    return f"atoms on the same position (shortest interatomic distance {shortest:.3f} Å among the listed sites)"
 
 
 def _parse_cif(text: object) -> Structure:

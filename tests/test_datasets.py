@@ -134,7 +134,7 @@ BAD_CIFS = {
     "truncated_cell": (ROCKSALT_CIF[:ROCKSALT_CIF.index("_cell_angle_gamma")], r"CIF has no _cell_angle_gamma \(truncated\?\)"),
     "no_sites": (ROCKSALT_CIF[:ROCKSALT_CIF.index("loop_\n _atom_site")], r"CIF has no atom-site coordinates"),
     # was "Invalid CIF file with no structures!"
-    "coincident_atoms": (ROCKSALT_CIF.replace("0.5  0.5  0.5", "0.0  0.0  0.0"), r"atoms on the same position \(shortest interatomic distance 0 Å"),
+    "coincident_atoms": (ROCKSALT_CIF.replace("0.5  0.5  0.5", "0.0  0.0  0.0"), r"atoms on the same position \(shortest interatomic distance 0\.000 Å"),
 }
 
 

@@ -82,6 +82,7 @@ class SeedOutcome:
     density: dict
     full_dataset: dict
     seconds: float
+    mtl_model: object = None
 
 
 def seed_curvature(run: SeedRun, data: TaskData, cfg: CurvatureConfig, data_seed: int) -> dict:
@@ -128,7 +129,7 @@ def run_seed(data: TaskData, config: TrainConfig, seed: int, curvature: Curvatur
     cfg = CurvatureConfig(**{**curvature.__dict__, "full_dataset": curvature.full_dataset and full_dataset})
     c = seed_curvature(run, data, cfg, data_seed)
     return SeedOutcome(run.errors(data), c["curvature"], c["negative"], c["cosines"], run.curvature_history,
-                       c["density"], c["full_dataset"], time.perf_counter() - t0)
+                       c["density"], c["full_dataset"], time.perf_counter() - t0, run.model("mtl"))
 
 
 def _worker_init(threads: int) -> None:
@@ -136,19 +137,47 @@ def _worker_init(threads: int) -> None:
     torch.set_flush_denormal(True)
 
 
-def run_jobs(jobs: list[tuple], n_jobs: int, progress: bool = True) -> list:
+def run_jobs(jobs: list[tuple], n_jobs: int, followups: dict | None = None, progress: bool = True) -> list:
     """Run ``(function, *args)`` jobs in ``n_jobs`` single-threaded worker processes (in this
-    process when ``n_jobs == 1``), results in job order."""
+    process when ``n_jobs == 1``); results in job order. ``followups[i]`` maps job ``i``'s result
+    to a new job, run next (ahead of the queue) and appended to the results."""
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from tqdm.auto import tqdm
 
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be ≥ 1, got {n_jobs}")
+    followups = dict(followups or {})
+    pending = deque(enumerate(jobs))
+    results: dict[int, object] = {}
+    extra = iter(range(len(jobs), len(jobs) + len(followups)))
+    bar = tqdm(total=len(jobs) + len(followups), desc="jobs", disable=not progress)
+
+    def finished(i: int, result) -> None:
+        results[i] = result
+        bar.update()
+        if i in followups:
+            pending.appendleft((next(extra), followups.pop(i)(result)))
+
     if n_jobs == 1:
-        return [fn(*args) for fn, *args in tqdm(jobs, desc="jobs", disable=not progress)]
-    # spawn: fresh interpreters (no forked OpenMP/torch thread state)
-    with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(1,)) as pool:
-        futures = [pool.submit(fn, *args) for fn, *args in jobs]
-        return [f.result() for f in tqdm(futures, desc="jobs", disable=not progress)]
+        while pending:
+            i, (fn, *args) = pending.popleft()
+            finished(i, fn(*args))
+    else:
+        # spawn: fresh interpreters (no forked OpenMP/torch thread state)
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(1,)) as pool:
+            running: dict = {}
+            while pending or running:
+                while pending and len(running) < n_jobs:
+                    i, (fn, *args) = pending.popleft()
+                    running[pool.submit(fn, *args)] = i
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    finished(running.pop(f), f.result())
+    bar.close()
+    return [results[i] for i in sorted(results)]
 
 
 @dataclass
@@ -298,3 +327,80 @@ def collect(datasets: dict[str, TaskData], outcomes: list[SeedOutcome], seeds) -
         i += len(seeds)
     return {name: out[name] for name in datasets}
 
+
+
+def run_comparison(model, data: TaskData, batch_size: int, task: int, seed: int, kwargs: dict):
+    """The PyHessian comparison (:func:`~matdiscovery.hessian.compare.compare_with_pyhessian`) on
+    ``model`` for task ``task``'s loss on a seeded batch of training graphs, shared trunk."""
+    from matdiscovery.hessian.compare import compare_with_pyhessian
+    from matdiscovery.hessian.operator import masked_task_losses
+
+    idx = np.random.default_rng(seed).choice(len(data.train_idx), size=min(batch_size, len(data.train_idx)),
+                                             replace=False)
+    batch = data.batch("train", idx)
+    y = data.transform.raw_to_unit(batch.y)
+    return compare_with_pyhessian(model, batch, lambda out, yy: masked_task_losses(out, yy)[task], y,
+                                  params=shared_parameters(model), **kwargs)
+
+
+@dataclass
+class StudyResult:
+    """Every data set's :class:`DatasetResult` and the PyHessian comparison."""
+
+    datasets: dict[str, DatasetResult]
+    comparison: object | None
+    comparison_on: str = ""
+
+    @property
+    def molecules_dataset(self) -> str | None:
+        return next((n for n in self.datasets if n in ("qm8", "qm9")), None)
+
+    def headline(self) -> pd.DataFrame:
+        """Per data set and task: the MTL-vs-STL verdict with its CI beside the paper's claim, and
+        the verdict of each remedy against STL."""
+        rows = []
+        for name, r in self.datasets.items():
+            comp = {m: r.compare(m, "stl") for m in r.methods if m != "stl"}
+            for task in r.targets:
+                c = comp["mtl"].loc[task]
+                row = {"dataset": name, "task": task, "paper (arXiv:2208.01684)": PAPER_CLAIMS.get(name, ""),
+                       "MTL − STL MAE [95% CI]": f"{c['diff']:+.3g} [{c['diff_ci_low']:+.3g}, {c['diff_ci_high']:+.3g}]",
+                       "MTL/STL − 1": f"{100 * c['relative_diff']:+.1f} %", "p": f"{c['p_value']:.3f}",
+                       "ours: MTL vs STL": c["verdict"]}
+                for m, cm in comp.items():
+                    if m != "mtl":
+                        row[f"{m} vs STL"] = cm.loc[task, "verdict"]
+                rows.append(row)
+        return pd.DataFrame(rows).set_index(["dataset", "task"])
+
+    def metrics(self) -> dict:
+        out: dict = {name: r.metrics() for name, r in self.datasets.items()}
+        out["molecules_dataset"] = self.molecules_dataset
+        if self.comparison is not None:
+            out.update(self.comparison.metrics())
+            out["pyhessian_comparison_dataset"] = self.comparison_on
+        return out
+
+
+def run_study(datasets: dict[str, TaskData], config: dict[str, TrainConfig], seeds, curvature: CurvatureConfig, *,
+              data_seed: int = 0, n_jobs: int = 2, comparison: dict | None = None, progress: bool = True) -> StudyResult:
+    """Every (data set, seed) job in parallel; with ``comparison`` (``dataset``, ``batch_size``,
+    ``task`` and keyword arguments of :func:`~matdiscovery.hessian.compare.compare_with_pyhessian`
+    under ``kwargs``) the PyHessian comparison runs on that data set's first-seed MTL network as
+    soon as it is trained."""
+    seeds = list(seeds)
+    if len(set(seeds)) != len(seeds) or len(seeds) < 2:
+        raise ValueError(f"need at least two distinct seeds for paired statistics, got {seeds}")
+    jobs = study_jobs(datasets, config, seeds, curvature, data_seed)
+    followups = {}
+    if comparison is not None:
+        name = comparison["dataset"]
+        if name not in datasets:
+            raise ValueError(f"comparison dataset {name!r} is not among the data sets {sorted(datasets)}")
+        first = next(i for i, job in enumerate(jobs) if job[1] is datasets[name] and job[3] == seeds[0])
+        data = datasets[name]
+        followups[first] = lambda outcome: (run_comparison, outcome.mtl_model, data, comparison["batch_size"],
+                                            comparison["task"], data_seed, comparison["kwargs"])
+    results = run_jobs(jobs, n_jobs, followups, progress)
+    comp = results[len(jobs)] if comparison is not None else None
+    return StudyResult(collect(datasets, results[:len(jobs)], seeds), comp, comparison["dataset"] if comparison else "")

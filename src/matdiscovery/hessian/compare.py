@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -215,7 +216,10 @@ def compare_with_pyhessian(
         try:
             for p in model.parameters():
                 p.grad = None
-            with pyhessian_shims(events):
+            with pyhessian_shims(events), warnings.catch_warnings():
+                # PyHessian calls loss.backward(create_graph=True); we reset .grad after each run
+                warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True",
+                                        category=UserWarning)
                 # timed with its set-up (the gradient graph), as ours is
                 res, t = _timed(lambda: fn(PyHessian(model, criterion, data=(batch, targets), cuda=False)))
         finally:

@@ -19,7 +19,7 @@ from scipy import stats
 from matdiscovery.hessian.density import slq_density
 from matdiscovery.hessian.eigen import lanczos_eigenvalues
 from matdiscovery.hessian.mtl import TaskData, shared_parameters
-from matdiscovery.hessian.multitask import MTL_METHODS, REMEDIES, SeedRun, TrainConfig, train_seed
+from matdiscovery.hessian.multitask import MTL_METHODS, SeedRun, TrainConfig, train_seed
 from matdiscovery.hessian.operator import HessianOperator, task_loss_fn
 from matdiscovery.hessian.stats import dataset_verdict, mean_ci, paired_difference, relative_difference
 
@@ -404,3 +404,37 @@ def run_study(datasets: dict[str, TaskData], config: dict[str, TrainConfig], see
     results = run_jobs(jobs, n_jobs, followups, progress)
     comp = results[len(jobs)] if comparison is not None else None
     return StudyResult(collect(datasets, results[:len(jobs)], seeds), comp, comparison["dataset"] if comparison else "")
+
+
+def ci_half_widths(result: StudyResult) -> pd.DataFrame:
+    """Per data set and task: half-width of the 95 % CI of MTL − STL (label units and % of the
+    STL MAE) and labelled test rows: the resolution the chosen sizes achieve."""
+    rows = []
+    for name, r in result.datasets.items():
+        c = r.compare("mtl")
+        for task in r.targets:
+            half = (c.loc[task, "diff_ci_high"] - c.loc[task, "diff_ci_low"]) / 2
+            rows.append({"dataset": name, "task": task, "ci_half_width": half,
+                         "ci_half_width_pct_of_stl": 100 * half / c.loc[task, "mae_stl"],
+                         "n_test_labelled": int(r.label_counts.loc[task, "test"]), "n_seeds": int(c.loc[task, "n_seeds"])})
+    return pd.DataFrame(rows).set_index(["dataset", "task"])
+
+
+def study_inputs(p) -> tuple[dict[str, TaskData], dict[str, TrainConfig], CurvatureConfig, dict]:
+    """Data, per-data-set training configs, curvature config and comparison settings from the
+    notebook's :class:`~matdiscovery.params.hessian.HessianParams`."""
+    from matdiscovery.hessian.mtl import load_task_data
+
+    data = {name: load_task_data(name, p.size(name), seed=p.seed) for name in p.datasets}
+    configs = {name: TrainConfig(dim=p.dim, n_layers=p.n_layers, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                                 weight_decay=p.weight_decay, curvature_every=p.curvature_every,
+                                 curvature_batch=p.curvature_batch, curvature_steps=p.curvature_steps,
+                                 methods=tuple(p.methods),
+                                 model_kwargs={"n_heads": p.roost_heads} if name == "jarvis" else {})
+               for name in p.datasets}
+    curvature = CurvatureConfig(n_batches=p.hessian_batches, batch_size=p.hessian_batch, max_steps=p.lanczos_max_steps,
+                                slq_probes=p.slq_probes, slq_steps=p.slq_steps, full_dataset=p.full_dataset_hessian)
+    comparison = {"dataset": p.bench_dataset, "batch_size": p.bench_batch, "task": 0,
+                  "kwargs": {"repeats": p.bench_repeats, "top_k": p.bench_top_k, "trace_probes": p.bench_trace_probes,
+                             "density_steps": p.bench_density_steps, "density_probes": p.bench_density_probes}}
+    return data, configs, curvature, comparison

@@ -246,6 +246,8 @@ class TaskLoss:
     def over(self, batches: Sequence[object]) -> "TaskLoss":
         """This loss with per-task totals over ``batches`` (see the class docstring)."""
         totals = sum(self.label_counts(b) for b in batches)
+        if self.task is not None and not 0 <= self.task < totals.numel():
+            raise ValueError(f"task index {self.task} out of range for {totals.numel()} tasks")
         if self.task is not None and int(totals[self.task]) == 0:
             raise ValueError(f"task {self.task} has no labels in the {len(batches)} batch(es)")
         return TaskLoss(self.task, self.transform, self.weights, totals)

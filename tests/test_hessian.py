@@ -204,6 +204,25 @@ def test_slq_density_integrates_to_one_and_matches_moments(exact):
     assert dens.nodes.max() == pytest.approx(ev.max(), rel=1e-4)
 
 
+def test_deflated_slq_keeps_outliers_exact_and_cuts_mean_error():
+    torch.manual_seed(0)
+    n = 200
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    ev = torch.cat([torch.tensor([300.0, 120, 80], dtype=torch.float64), 0.5 * torch.randn(n - 3, dtype=torch.float64)])
+    H = DenseOperator(q @ torch.diag(ev) @ q.T)
+    mean = float(ev.mean())
+    plain = [slq_density(H, n_probes=1, n_steps=12, seed=s) for s in range(15)]
+    defl = [slq_density(H, n_probes=1, n_steps=6, seed=s, deflate_steps=6) for s in range(15)]
+    assert defl[0].n_matvecs == 12 and defl[0].weights.shape == (1, 12)
+    np.testing.assert_allclose(defl[0].weights.sum(axis=1), 1.0, rtol=1e-12)
+    err = lambda ds: np.median([abs(d.moment(1) - mean) for d in ds])  # noqa: E731
+    assert err(defl) < err(plain) / 5
+    assert np.mean([d.moment(1) for d in defl]) == pytest.approx(mean, rel=0.1)
+    assert defl[0].nodes.max() == pytest.approx(300.0, rel=1e-8)
+    with pytest.raises(ValueError, match="deflate_steps"):
+        slq_density(H, deflate_steps=n)
+
+
 def test_full_lanczos_density_recovers_spectrum():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(40, 40))

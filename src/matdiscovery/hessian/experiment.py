@@ -37,7 +37,7 @@ class CurvatureConfig:
     """Per-seed curvature measurements: ``n_batches`` seeded batches of ``batch_size`` training
     graphs; top eigenvalue (largest algebraic, Lanczos ≤ ``max_steps``, ``tol``) of each task
     loss over the shared trunk at the MTL solution and at that task's STL solution; SLQ
-    (``slq_probes`` × ``slq_steps``) for the fraction of negative curvature; task-gradient cosines.
+    (``slq_deflate`` deflation steps, then ``slq_probes`` × ``slq_steps``) for the fraction of negative curvature; task-gradient cosines.
     ``full_dataset``: also the top eigenvalue of the summed loss over the whole training set
     (streamed batches, label-count weighted) for the first seed."""
 
@@ -47,6 +47,7 @@ class CurvatureConfig:
     tol: float = 1e-3
     slq_probes: int = 1
     slq_steps: int = 20
+    slq_deflate: int = 10
     full_dataset: bool = False
 
 
@@ -100,7 +101,7 @@ def seed_curvature(run: SeedRun, data: TaskData, cfg: CurvatureConfig, data_seed
                              "top_eigenvalue": float(eig.eigenvalues[0]), "converged": eig.converged,
                              "n_matvecs": eig.n_matvecs})
         op = HessianOperator(mtl, task_loss_fn(t, data.transform), [batches[0]], params=shared_parameters(mtl))
-        d = slq_density(op, n_probes=cfg.slq_probes, n_steps=cfg.slq_steps, seed=run.seed)
+        d = slq_density(op, n_probes=cfg.slq_probes, n_steps=cfg.slq_steps, seed=run.seed, deflate_steps=cfg.slq_deflate)
         neg.append({"seed": run.seed, "task": task,
                     "negative_fraction": float((d.weights * (d.nodes < 0)).sum(axis=1).mean())})
         dens[task] = (d.nodes, d.weights)
@@ -433,7 +434,8 @@ def study_inputs(p) -> tuple[dict[str, TaskData], dict[str, TrainConfig], Curvat
                                  model_kwargs={"n_heads": p.roost_heads} if name == "jarvis" else {})
                for name in p.datasets}
     curvature = CurvatureConfig(n_batches=p.hessian_batches, batch_size=p.hessian_batch, max_steps=p.lanczos_max_steps,
-                                slq_probes=p.slq_probes, slq_steps=p.slq_steps, full_dataset=p.full_dataset_hessian)
+                                slq_probes=p.slq_probes, slq_steps=p.slq_steps, slq_deflate=p.slq_deflate,
+                                full_dataset=p.full_dataset_hessian)
     comparison = {"dataset": p.bench_dataset, "batch_size": p.bench_batch, "task": 0,
                   "kwargs": {"repeats": p.bench_repeats, "top_k": p.bench_top_k, "trace_probes": p.bench_trace_probes,
                              "density_steps": p.bench_density_steps, "density_probes": p.bench_density_probes}}

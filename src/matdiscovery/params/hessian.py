@@ -36,6 +36,7 @@ class HessianParams(NotebookParams):
     lanczos_max_steps: int = Field(ge=2)
     slq_probes: int = Field(ge=1)
     slq_steps: int = Field(ge=2)
+    slq_deflate: int = Field(ge=0, description="Krylov deflation steps before the SLQ probes")
     full_dataset_hessian: bool = Field(description="also the summed-loss top eigenvalue over the whole training set")
     bench_dataset: Dataset = Field(description="data set whose first-seed MTL network the PyHessian comparison uses")
     bench_batch: int = Field(ge=2)

@@ -30,6 +30,8 @@ PAPER_CLAIMS = {
     "perov_5": "(not in the paper)",
     "qm9": "(not in the paper; the paper uses QM8)",
 }
+#: The paper's direction as a verdict (``paper_verdict`` beside ours in the metrics).
+PAPER_VERDICT = {"qm8": "worse", "jarvis": "worse"}
 
 
 @dataclass
@@ -301,6 +303,8 @@ class DatasetResult:
             d["grad_cosine"] = cos[task]
             out[task] = d
         out["verdict"] = self.dataset_verdicts()["mtl"]
+        if self.name in PAPER_VERDICT:
+            out["paper_verdict"] = PAPER_VERDICT[self.name]
         for m in self.methods:
             if m not in ("stl", "mtl"):
                 out[f"{m}_verdict"] = self.dataset_verdicts()[m]

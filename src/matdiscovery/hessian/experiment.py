@@ -273,7 +273,8 @@ class DatasetResult:
     def metrics(self) -> dict:
         """Nested metrics: per task MAEs with CIs, paired differences and verdicts for MTL and
         every remedy (vs STL and vs MTL), curvature with its seed spread, gradient cosine."""
-        out: dict = {"n_seeds": len(self.seeds), "labelled_rows": self.label_counts.to_dict()}
+        out: dict = {"n_seeds": len(self.seeds), "labelled_rows": self.label_counts.to_dict(),
+                     "job_seconds_median": float(np.median([o.seconds for o in self.outcomes]))}
         cur = self.curvature_summary()
         neg = self.negative.groupby("task")["negative_fraction"].mean()
         cos = self.grad_cosine()

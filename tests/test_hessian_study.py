@@ -110,6 +110,10 @@ def test_study_headline_and_resolution(result):
     assert "MTL worse than STL on QM8" in head.loc[("qm8", "a"), "paper (arXiv:2208.01684)"]
     m = study.metrics()
     assert m["molecules_dataset"] == "qm8" and m["qm8"]["a"]["verdict"] == "worse"
+    lines = study.verdict_summary()
+    assert lines[0] == ("qm8: mtl vs STL is worse — worse on 1 of 2 targets (a), better on 0 (none), "
+                        "indistinguishable on the rest.")
+    assert len(lines) == 3
     res = ci_half_widths(study)
     assert (res["ci_half_width"] > 0).all() and (res["n_test_labelled"] == 1000).all()
 

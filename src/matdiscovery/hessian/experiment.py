@@ -371,13 +371,26 @@ class StudyResult:
                 c = comp["mtl"].loc[task]
                 row = {"dataset": name, "task": task, "paper (arXiv:2208.01684)": PAPER_CLAIMS.get(name, ""),
                        "MTL − STL MAE [95% CI]": f"{c['diff']:+.3g} [{c['diff_ci_low']:+.3g}, {c['diff_ci_high']:+.3g}]",
-                       "MTL/STL − 1": f"{100 * c['relative_diff']:+.1f} %", "p": f"{c['p_value']:.3f}",
+                       "MTL/STL − 1": f"{100 * c['relative_diff']:+.1f} %", "p (paired t)": f"{c['p_value']:.2g}",
                        "ours: MTL vs STL": c["verdict"]}
                 for m, cm in comp.items():
                     if m != "mtl":
                         row[f"{m} vs STL"] = cm.loc[task, "verdict"]
                 rows.append(row)
         return pd.DataFrame(rows).set_index(["dataset", "task"])
+
+    def verdict_summary(self) -> list[str]:
+        """One sentence per data set and method, built from the verdicts only (what they support)."""
+        lines = []
+        for name, r in self.datasets.items():
+            v = r.verdicts()
+            for m in v.columns:
+                worse = [t for t in r.targets if v.loc[t, m] == "worse"]
+                better = [t for t in r.targets if v.loc[t, m] == "better"]
+                lines.append(f"{name}: {m} vs STL is {r.dataset_verdicts()[m]} — worse on {len(worse)} of "
+                             f"{len(r.targets)} targets ({', '.join(worse) or 'none'}), better on {len(better)} "
+                             f"({', '.join(better) or 'none'}), indistinguishable on the rest.")
+        return lines
 
     def metrics(self) -> dict:
         out: dict = {name: r.metrics() for name, r in self.datasets.items()}

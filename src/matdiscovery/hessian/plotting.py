@@ -57,7 +57,7 @@ def curvature_vs_penalty(result) -> plt.Figure:
             ax.scatter(lam.loc[pen.index, task], pen[task], label=task, s=18)
         rho = r.curvature_penalty()
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xscale="log", title=f"{name}: Spearman ρ = {rho['spearman']:.2f} (p = {rho['p_value']:.2f}, n = {rho['n']})",
+        ax.set(xscale="log", title=f"{name}: Spearman ρ = {rho['spearman']:.2f} (p = {rho['p_value']:.2g}, n = {rho['n']})",
                xlabel="top eigenvalue at the MTL solution (per seed)", ylabel="MTL penalty (%)")
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -66,8 +66,8 @@ def pgcgm_route(elements, number, lengths, frac):
 
 
 def main() -> None:
+    from matdiscovery.generator.model import load_generator
     from matdiscovery.generator.sampling import decode_crystal, raw_batch, sample_conditions
-    from matdiscovery.generator.train import load_generator
     from matdiscovery.paths import models_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

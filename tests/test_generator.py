@@ -22,7 +22,7 @@ from matdiscovery.generator.data import (
     screen_structure,
     split_by_formula,
 )
-from matdiscovery.generator.model import RAW_DIM, CrystalGAN, distance_loss, n_parameters
+from matdiscovery.generator.model import RAW_DIM, CrystalGAN, distance_loss, load_generator, n_parameters, save_checkpoint
 from matdiscovery.generator.sampling import (
     MAX_ABS_NOISE,
     SAMPLE_COLUMNS,
@@ -45,7 +45,6 @@ from matdiscovery.generator.symmetry import (
     snap_to_wyckoff,
     symmetry_operations,
 )
-from matdiscovery.generator.train import load_generator, save_checkpoint
 
 
 def _rocksalt(a: float = 5.64) -> Structure:

@@ -11,15 +11,15 @@ Public API::
 Modules: ``data`` (PGCGM-like training set), ``symmetry`` (operations, merging, Wyckoff
 snapping), ``model`` (generator + critic), ``train`` (the training stage), ``sampling``
 (decoders, flags, generate/sample), ``smoothness`` (staged smoothness, controls, verdict rule),
-``metrics`` (validity as the field reports it), ``study`` (notebook 01), ``plotting``.
+``metrics`` (validity as the field reports it), ``study`` (notebook 01), ``plotting``. Training:
+``python -m matdiscovery.generator.train`` or ``generator.train.run_training``.
 """
 
 from matdiscovery.generator.data import Record, TrainingSet, build_training_set, canonical_order, record_from_structure
-from matdiscovery.generator.model import CrystalGAN
+from matdiscovery.generator.model import CrystalGAN, load_generator
 from matdiscovery.generator.sampling import DECODERS, Generated, decode_crystal, generate, sample
-from matdiscovery.generator.train import load_generator, run_training, train
 
 __all__ = [
     "DECODERS", "CrystalGAN", "Generated", "Record", "TrainingSet", "build_training_set", "canonical_order",
-    "decode_crystal", "generate", "load_generator", "record_from_structure", "run_training", "sample", "train",
+    "decode_crystal", "generate", "load_generator", "record_from_structure", "sample",
 ]

@@ -188,14 +188,18 @@ def evaluate_validity(samples: pd.DataFrame, *, train: list[Structure], heldout:
 
 
 def showcase(samples: pd.DataFrame, n: int) -> pd.DataFrame:
-    """Samples worth drawing: the first distorted perovskite (Pm-3m requested, ABX3, another group
-    found, structurally valid), then up to ``n - 1`` combined-valid samples of distinct groups."""
+    """Samples worth drawing: the first distorted perovskite of PGCGM's decoding (Pm-3m requested,
+    ABX3, another group found, structurally valid) and the same sample decoded by Wyckoff snapping,
+    then combined-valid samples of distinct groups, ``n`` in all."""
     rows = []
     ok = samples["structural_valid"].astype(bool)
-    perov = samples[ok & (samples["spacegroup"] == 221) & ~samples["spacegroup_match"].astype(bool)
+    perov = samples[ok & (samples["variant"] == "pgcgm") & (samples["spacegroup"] == 221)
+                    & ~samples["spacegroup_match"].astype(bool)
                     & samples["structure"].map(lambda s: sorted(s.composition.reduced_composition.values()) == [1, 1, 3])]
     if len(perov):
         rows.append(perov.iloc[0])
+        twin = samples[samples["material_id"] == perov.iloc[0]["material_id"].replace("gen-pgcgm-", "gen-snap-")]
+        rows += [r for _, r in twin.iterrows()]
     good = samples[samples["valid_combined"].astype(bool)].drop_duplicates("spacegroup")
     rows += [r for _, r in good.head(max(0, n - len(rows))).iterrows()]
     return pd.DataFrame(rows)

@@ -16,12 +16,16 @@ shapes of MilesZhao/PGCGM ``model.py``); :data:`PGCGM_GENERATOR_PARAMETERS`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 from pymatgen.core import Element
 from torch import nn
 
 from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
+from matdiscovery.generator.data import Record
 from matdiscovery.generator.symmetry import (
     CRYSTAL_SYSTEMS,
     atomic_radius,
@@ -192,3 +196,34 @@ def gradient_penalty(model: CrystalGAN, real: torch.Tensor, fake: torch.Tensor, 
     out = model.critic(mix).sum()
     (grad,) = torch.autograd.grad(out, mix, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def save_checkpoint(model: CrystalGAN, path: str | Path, history: pd.DataFrame | None = None) -> Path:
+    """Weights, architecture config, training config, training records and the loss log."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "config": model.config(),
+        "state_dict": model.state_dict(),
+        "train_config": getattr(model, "train_config", {}),
+        "records": [r.to_dict() for r in getattr(model, "training_records", [])],
+        "history": None if history is None else history.to_dict(orient="list"),
+    }, path)
+    return path
+
+
+def load_generator(path: str | Path) -> CrystalGAN:
+    """A trained :class:`CrystalGAN` (eval mode) from a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no generator checkpoint at {path}; run `dvc repro train_generator` "
+                                "or matdiscovery.generator.train.run_training()")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = dict(blob["config"])
+    model = CrystalGAN(cfg.pop("spacegroups"), cfg.pop("loglen_mean"), cfg.pop("loglen_std"), **cfg)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    model.train_config = blob["train_config"]
+    model.training_records = [Record.from_dict(r) for r in blob["records"]]
+    model.history = pd.DataFrame(blob["history"]) if blob["history"] else None
+    return model

@@ -86,8 +86,8 @@ def plot_jumps(result: SmoothnessResult, combos: dict[str, tuple[str, str]]):
     for k, (name, g) in enumerate(f.groupby("combo", sort=False)):
         r = g.groupby("step")["jump"].mean()
         axes[0].plot(r.index, r.values, "-o", ms=3, color=f"C{k}", label=name)
-    axes[0].set(xscale="log", xlabel="input step (input units)", ylabel="fraction of perturbations with a jump",
-                title="discrete jumps (atom count, formula or spglib group changes)")
+    axes[0].set(xscale="log", xlabel="input step (input units)", ylabel="fraction with a jump",
+                title="jumps: atom count, formula or spglib group changed")
     axes[0].legend(fontsize=7, frameon=False)
     counts = f[f["jump"]].groupby(["combo", "cause"]).size().unstack(fill_value=0).reindex(
         index=list(combos), columns=list(CAUSES), fill_value=0)
@@ -112,9 +112,11 @@ def plot_bisections(result: SmoothnessResult, combos: dict[str, tuple[str, str]]
             y = (rows[f"lip_{stage}"] / ref).clip(lower=1e-3, upper=1e12) if ref > 0 else rows[f"lip_{stage}"]
             ax.scatter(np.full(len(y), k) + np.linspace(-0.2, 0.2, len(y)), y, s=10, color=f"C{k}")
         ax.axhline(result.factor, ls="--", color="k", lw=0.8)
-        ax.set(yscale="log", xticks=range(len(combos)), title=STAGE_LABELS[stage],
-               ylabel="bisected ratio / reference ratio (clipped to [1e-3, 1e12])")
+        ax.set(yscale="log", xticks=range(len(combos)), title=STAGE_LABELS[stage])
         ax.set_xticklabels(list(combos), rotation=30, fontsize=7)
+    axes[0].set_ylabel("bisected ratio / reference ratio")
+    fig.suptitle(f"Ratio across each segment bisected to the final width (dashed: verdict factor {result.factor:g}; "
+                 "values clipped to [1e-3, 1e12])", fontsize=9)
     fig.tight_layout()
     return fig
 

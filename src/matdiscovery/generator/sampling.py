@@ -210,7 +210,7 @@ _DEFAULT_MODEL: dict[str, CrystalGAN] = {}
 
 def default_generator() -> CrystalGAN:
     """The checkpoint ``models/generator/generator.pt`` written by the ``train_generator`` stage."""
-    from matdiscovery.generator.train import load_generator
+    from matdiscovery.generator.model import load_generator
     from matdiscovery.paths import models_dir
 
     if "default" not in _DEFAULT_MODEL:

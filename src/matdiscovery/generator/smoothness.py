@@ -451,9 +451,11 @@ def stage_verdict(sweep_ratios: np.ndarray, bisected_ratios: np.ndarray, *, fact
 
     Reference slope = median Lipschitz ratio of the sweep's largest steps (``sweep_ratios``).
     A bisected segment is *steep* when its ratio (change / final width) exceeds ``factor`` ×
-    the reference: a Lipschitz map keeps ratios near its typical slope at every scale, a
-    discontinuity gives change / width → ∞. The stage is ``rough`` when at least half of its
-    bisected segments are steep; with no bisected segment (no jump to refine) it is smooth.
+    the reference: a Lipschitz map keeps ratios within the spread of its slopes at every scale
+    (measured: < 100 × the median here), a discontinuity gives change / width → ∞ (a jump the
+    size of a unit step, bisected to 1e-6, is 10⁶ × the reference); ``factor`` = 1000 sits between.
+    The stage is ``rough`` when at least half of its bisected segments are steep; with no
+    bisected segment (no jump to refine) it is smooth.
     """
     ref = float(np.median(sweep_ratios)) if len(sweep_ratios) else float("nan")
     b = np.asarray(bisected_ratios, dtype=float)

@@ -26,7 +26,15 @@ from tqdm.auto import tqdm
 
 from matdiscovery.composition import element_features
 from matdiscovery.generator.data import Record, TrainingSet, build_training_set
-from matdiscovery.generator.model import N_BASIS, CrystalGAN, distance_loss, gradient_penalty, n_parameters
+from matdiscovery.generator.model import (
+    N_BASIS,
+    CrystalGAN,
+    distance_loss,
+    gradient_penalty,
+    load_generator,
+    n_parameters,
+    save_checkpoint,
+)
 from matdiscovery.generator.symmetry import atomic_radius
 from matdiscovery.params.generator import TrainGeneratorParams
 
@@ -113,37 +121,6 @@ def train(records: list[Record], p: TrainGeneratorParams, progress: bool = True)
     model.train_config = p.model_dump()
     model.training_records = recs
     return model, pd.DataFrame(log)
-
-
-def save_checkpoint(model: CrystalGAN, path: str | Path, history: pd.DataFrame | None = None) -> Path:
-    """Weights, architecture config, training config, training records and the loss log."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "config": model.config(),
-        "state_dict": model.state_dict(),
-        "train_config": getattr(model, "train_config", {}),
-        "records": [r.to_dict() for r in getattr(model, "training_records", [])],
-        "history": None if history is None else history.to_dict(orient="list"),
-    }, path)
-    return path
-
-
-def load_generator(path: str | Path) -> CrystalGAN:
-    """A trained :class:`CrystalGAN` (eval mode) from a checkpoint written by :func:`save_checkpoint`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no generator checkpoint at {path}; run `dvc repro train_generator` "
-                                "or matdiscovery.generator.train.run_training()")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = dict(blob["config"])
-    model = CrystalGAN(cfg.pop("spacegroups"), cfg.pop("loglen_mean"), cfg.pop("loglen_std"), **cfg)
-    model.load_state_dict(blob["state_dict"])
-    model.eval()
-    model.train_config = blob["train_config"]
-    model.training_records = [Record.from_dict(r) for r in blob["records"]]
-    model.history = pd.DataFrame(blob["history"]) if blob["history"] else None
-    return model
 
 
 def run_training(p: TrainGeneratorParams, out: str | Path, progress: bool = True) -> dict:

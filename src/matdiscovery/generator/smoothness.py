@@ -208,13 +208,12 @@ def spacegroup_path(model: CrystalGAN, base: InputPoint, target_sg: int) -> Path
 def element_partners(elements: tuple[str, str, str], position: int, n: int) -> list[str]:
     """The ``n`` real elements (PGCGM's 63) nearest in feature space to ``elements[position]`` that
     keep canonical position ``position`` when substituted (the conditioning stays canonical)."""
-    others = [e for i, e in enumerate(elements) if i != position]
     own = element_features([elements[position]])[0]
     cands = []
     for e in sorted(PGCGM_ELEMENTS - set(elements)):
         new = list(elements)
         new[position] = e
-        if canonical_order(new)[position] == e and set(canonical_order(new)) == {e, *others}:
+        if canonical_order(new)[position] == e:
             cands.append((float(np.linalg.norm(element_features([e])[0] - own)), e))
     return [e for _, e in sorted(cands)[:n]]
 

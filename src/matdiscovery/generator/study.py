@@ -72,10 +72,13 @@ def load_or_train(p: SmoothnessParams, root: Path, progress: bool = True) -> Run
         small = TrainGeneratorParams.from_yaml_section("train_generator", root / "params.yaml").model_copy(update={
             "limit_per_split": p.fallback_limit_per_split, "epochs": p.fallback_epochs, "min_sg_count": 1,
             "n_jobs": 1, "n_samples": p.max_eval_samples})
-        folder = Path(tempfile.mkdtemp(prefix="generator_fallback_"))
-        run_training(small, folder, progress=progress)
-    model, training = load_run(folder)
-    samples = read_samples(folder)
+        with tempfile.TemporaryDirectory(prefix="generator_fallback_") as tmp:
+            run_training(small, tmp, progress=progress)
+            model, training = load_run(tmp)
+            samples = read_samples(tmp)
+    else:
+        model, training = load_run(folder)
+        samples = read_samples(folder)
     samples = pd.concat([g.head(p.max_eval_samples) for _, g in samples.groupby("variant", sort=False)], ignore_index=True)
     label = (f"FALLBACK: trained here for {p.fallback_epochs} epochs on {len(model.training_records)} records "
              "(no train_generator checkpoint)") if fallback else f"checkpoint {p.generator_dir}/generator.pt"

@@ -8,6 +8,6 @@ from matdiscovery.params import NotebookParams
 
 
 class OverviewParams(NotebookParams):
-    seed: int = Field(ge=0, description="seed of the structure subsample")
+    seed: int = Field(ge=0, description="project convention; notebook 00 is deterministic (first rows of each split)")
     sample_structures: int = Field(ge=1, description="structures parsed per crystal split for size statistics")
     top_elements: int = Field(ge=1, le=118, description="elements shown in the element-count bar charts")

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env data repro test bench lab clean-env
+.PHONY: env data repro test lint bench lab clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ data: env
 repro: data
 	$(BIN)/dvc repro
 
-test: data
+lint: env
+	$(BIN)/ruff check src tests benchmarks
+
+test: data lint
 	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 bench: env

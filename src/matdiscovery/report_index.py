@@ -1,14 +1,18 @@
-"""``reports/index.html``: one row per rendered report with its headline metrics.
+"""``reports/index.html`` and ``metrics/summary/<name>.json``: each report's headline metrics.
 
-Written by the ``index`` stage (``python -m matdiscovery.pipeline index``); kept apart from
-:mod:`matdiscovery.reporting` so that changing what the index shows does not invalidate the
-notebook stages.
+Written by the ``index`` stage (``python -m matdiscovery.report_index``); kept apart from
+:mod:`matdiscovery.reporting` and the runner so that changing what the index shows does not
+invalidate the notebook stages. The full metrics stay in ``metrics/<name>.json`` (committed;
+``dvc metrics show metrics/<name>.json`` prints one file); the summaries are the DVC metrics
+files, so a plain ``dvc metrics show`` prints a short table.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +20,9 @@ from matdiscovery.paths import project_root
 
 #: Metrics shown for each report on ``reports/index.html`` (the keys each issue asks for).
 HEADLINE_METRICS = {
+    "00_data_overview": [
+        "n_supercon_rows", "n_supercon_skipped", "n_jarvis_rows", "n_qm8_rows", "crystal_min_distance_A",
+    ],
     "01_generator_smoothness": [
         "nonsmooth_reproduced", "paper_input_space_smooth", "validity_structural", "validity_compositional", "uniqueness", "novelty",
         "lipschitz_median_noise", "lipschitz_median_conditioning", "jump_rate",
@@ -41,16 +48,53 @@ HEADLINE_METRICS = {
 }
 
 
+NOTEBOOKS = tuple(HEADLINE_METRICS)
+
+
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested metrics as one level with ``/``-joined keys (``{"qm9": {"trace": 1}}`` → ``qm9/trace``)."""
+    """Nested metrics as one level with ``.``-joined keys, as DVC shows them
+    (``{"qm9": {"trace": 1}}`` → ``qm9.trace``)."""
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_metrics(value, f"{name}/"))
+            flat.update(flatten_metrics(value, f"{name}."))
         else:
             flat[name] = value
     return flat
+
+
+def _paper_key(key: str) -> str:
+    head, _, leaf = key.rpartition(".")
+    return f"{head}.paper_{leaf}" if head else f"paper_{leaf}"
+
+
+def headline(name: str, headline_keys: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The headline metrics of report ``name`` (flat keys, the paper's value beside where one
+    exists); a listed key absent from ``metrics/<name>.json`` is an error, not a silent gap."""
+    metrics = flatten_metrics(json.loads((project_root() / "metrics" / f"{name}.json").read_text()))
+    keys = list((headline_keys or HEADLINE_METRICS).get(name, []))
+    absent = [k for k in keys if k not in metrics]
+    if absent:
+        raise KeyError(f"metrics/{name}.json has no headline key(s) {absent}")
+    out: dict[str, Any] = {}
+    for key in keys:
+        out[key] = metrics[key]
+        if _paper_key(key) in metrics:
+            out[_paper_key(key)] = metrics[_paper_key(key)]
+    return out
+
+
+def write_summaries(names: list[str], headline_keys: Mapping[str, list[str]] | None = None) -> list[Path]:
+    """``metrics/summary/<name>.json``: the few headline keys ``dvc metrics show`` prints."""
+    folder = project_root() / "metrics" / "summary"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        target = folder / f"{name}.json"
+        target.write_text(json.dumps(headline(name, headline_keys), indent=2, sort_keys=True) + "\n")
+        written.append(target)
+    return written
 
 
 def _format_value(value: Any) -> str:
@@ -67,7 +111,7 @@ def write_index(names: list[str], out: str | Path = "reports/index.html",
                 headline: Mapping[str, list[str]] | None = None, n_default: int = 8) -> Path:
     """A small HTML page linking each ``reports/<name>.html`` with its headline metrics.
 
-    ``headline[name]`` lists the metric keys (flattened with ``/``) shown for ``name``, each with
+    ``headline[name]`` lists the metric keys (flattened with ``.``) shown for ``name``, each with
     the paper's value where a ``paper_<key>`` metric exists; without it, the first
     ``n_default`` numeric metrics are shown.
     """
@@ -79,13 +123,12 @@ def write_index(names: list[str], out: str | Path = "reports/index.html",
         keys = list((headline or {}).get(name, []))
         if not keys:
             keys = [k for k, v in metrics.items() if isinstance(v, (int, float, list))
-                    and not k.rsplit("/", 1)[-1].startswith("paper_")][:n_default]
+                    and not k.rsplit(".", 1)[-1].startswith("paper_")][:n_default]
         items = []
         for key in keys:
             if key not in metrics:
                 continue
-            head, _, leaf = key.rpartition("/")
-            paper = metrics.get(f"{head}/paper_{leaf}" if head else f"paper_{leaf}")
+            paper = metrics.get(_paper_key(key))
             beside = f" (paper: {_format_value(paper)})" if paper is not None else ""
             items.append(f"<li><code>{html.escape(key)}</code>: {_format_value(metrics[key])}{beside}</li>")
         rest = len(metrics) - len(items)
@@ -104,3 +147,17 @@ def write_index(names: list[str], out: str | Path = "reports/index.html",
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page)
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m matdiscovery.report_index", description=__doc__)
+    parser.add_argument("names", nargs="*", default=list(NOTEBOOKS))
+    args = parser.parse_args(argv)
+    names = [n for n in args.names if (project_root() / "reports" / f"{n}.html").exists()]
+    write_summaries(names)
+    print(write_index(names, headline=HEADLINE_METRICS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

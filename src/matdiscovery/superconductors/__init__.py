@@ -5,32 +5,84 @@ ternary grids, and the study object that builds the metrics."""
 
 from matdiscovery.superconductors.acquisition import ACQUISITIONS, acquire, diverse, greedy, ucb
 from matdiscovery.superconductors.cleaning import (
-    CleaningReport, chemical_class, clean_supercon, composition_key, family_group, nominal_oxygen, recover_oxygen,
+    CleaningReport,
+    chemical_class,
+    clean_supercon,
+    composition_key,
+    family_group,
+    nominal_oxygen,
+    recover_oxygen,
 )
 from matdiscovery.superconductors.compounds import (
-    CompoundReport, composition_l1, compound_table, integer_multiplier, jarvis_negatives, parent_compound, within_l1,
+    CompoundReport,
+    composition_l1,
+    compound_table,
+    integer_multiplier,
+    jarvis_negatives,
+    parent_compound,
+    within_l1,
 )
 from matdiscovery.superconductors.grouping import near_duplicate_fraction, similarity_components
 from matdiscovery.superconductors.loop import (
-    ANY_SUPERCONDUCTOR, LoopResult, final_training_set, is_success, results_frame, run_loop, run_seed, run_seeds,
+    ANY_SUPERCONDUCTOR,
+    LoopResult,
+    final_training_set,
+    is_success,
+    results_frame,
+    run_loop,
+    run_seed,
+    run_seeds,
 )
 from matdiscovery.superconductors.models import (
-    TcClassifierEnsemble, TcRegressor, calibrated_classifier, cross_validate, featurize, labels,
-    roost_cross_validate, spread_explained_by_mean, spread_is_bernoulli,
+    TcClassifierEnsemble,
+    TcRegressor,
+    calibrated_classifier,
+    cross_validate,
+    featurize,
+    labels,
+    roost_cross_validate,
+    spread_explained_by_mean,
+    spread_is_bernoulli,
 )
 from matdiscovery.superconductors.pool import (
-    Scenario, choose_hidden_groups, eligible_components, family_scenario, jarvis_candidates, time_scenario,
+    Scenario,
+    choose_hidden_groups,
+    eligible_components,
+    family_scenario,
+    jarvis_candidates,
+    time_scenario,
 )
 from matdiscovery.superconductors.stats import DOUBLING, PairedTest, Verdict, loop_verdict, mean_ci, paired_test, ratio_ci
 from matdiscovery.superconductors.study import (
-    ClosedLoopStudy, CompoundData, PoolAudit, Scenarios, TernaryCase, UncertaintyCheck, audit_pools, check_uncertainty,
-    load_compounds, make_scenarios, reliability, run_loops, zr_in_ni_case,
+    ClosedLoopStudy,
+    CompoundData,
+    PoolAudit,
+    Scenarios,
+    TernaryCase,
+    UncertaintyCheck,
+    audit_pools,
+    check_uncertainty,
+    load_compounds,
+    make_scenarios,
+    reliability,
+    run_loops,
+    zr_in_ni_case,
 )
 from matdiscovery.superconductors.style import (
-    STYLE_FEATURES, anonymized_formulas, formula_style_auc, formula_style_features, match_formula_style,
+    STYLE_FEATURES,
+    anonymized_formulas,
+    formula_style_auc,
+    formula_style_features,
+    formula_style_scores,
+    match_formula_style,
 )
 from matdiscovery.superconductors.ternary import (
-    fractions_in_system, in_system, plot_ternary, rank_ternary_systems, ternary_grid, to_cartesian,
+    fractions_in_system,
+    in_system,
+    plot_ternary,
+    rank_ternary_systems,
+    ternary_grid,
+    to_cartesian,
 )
 
 __all__ = [
@@ -48,6 +100,7 @@ __all__ = [
     "DOUBLING", "PairedTest", "Verdict", "loop_verdict", "mean_ci", "paired_test", "ratio_ci",
     "ClosedLoopStudy", "CompoundData", "PoolAudit", "Scenarios", "TernaryCase", "UncertaintyCheck", "audit_pools",
     "check_uncertainty", "load_compounds", "make_scenarios", "reliability", "run_loops", "zr_in_ni_case",
-    "STYLE_FEATURES", "anonymized_formulas", "formula_style_auc", "formula_style_features", "match_formula_style",
+    "STYLE_FEATURES", "anonymized_formulas", "formula_style_auc", "formula_style_features", "formula_style_scores",
+    "match_formula_style",
     "fractions_in_system", "in_system", "plot_ternary", "rank_ternary_systems", "ternary_grid", "to_cartesian",
 ]

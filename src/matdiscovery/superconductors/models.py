@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from pymatgen.core import Composition
 from joblib import Parallel, delayed
+from pymatgen.core import Composition
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor

@@ -41,7 +41,7 @@ def ratio_ci(first: np.ndarray, last: np.ndarray, n_boot: int = 2000, seed: int 
     f, la = first[idx].mean(axis=1), last[idx].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(f > 0, la / np.where(f > 0, f, 1), np.inf)
-    lo, hi = np.percentile(r, [50 * (1 - confidence), 50 * (1 + confidence)])
+    lo, hi = np.quantile(r, [(1 - confidence) / 2, (1 + confidence) / 2], method="inverted_cdf")  # no inf − inf
     return point, float(lo), float(hi)
 
 
@@ -75,8 +75,9 @@ def paired_test(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of :func:`loop_verdict`; ``label`` is one of ``pool leaks``, ``more than doubled``,
-    ``consistent with doubling``, ``improves, less than doubled``, ``no improvement shown``."""
+    """Outcome of :func:`loop_verdict`; ``label`` is one of ``pool leaks``, ``rises without
+    feedback``, ``more than doubled``, ``consistent with doubling``, ``improves, less than
+    doubled``, ``no improvement shown``."""
 
     label: str
     doubled: bool
@@ -93,8 +94,9 @@ def loop_verdict(*, ratio: tuple[float, float, float], control_ratio: tuple[floa
     ``ratio``/``control_ratio``: (point, CI low, CI high) of the last/first-cycle success ratio of
     the real model and of the provenance-only control. The control **improves** if its ratio CI
     lies above 1 or its closed loop beats its open loop (CI of the difference above 0 and
-    p < ``alpha``): then the pool leaks and no chemistry claim is made. Otherwise the loop
-    **beats the open loop** if the closed−open CI lies above 0 with p < ``alpha``, and success
+    p < ``alpha``): then the pool leaks and no chemistry claim is made. The loop **beats the open
+    loop** if the closed−open CI lies above 0 with p < ``alpha``; a rising success rate (ratio CI
+    above 1) that does not beat the open loop is not credited to feedback. Otherwise success
     **more than doubled** if the ratio CI lies above ``doubling``; ``consistent with doubling``
     if the point estimate reaches ``doubling`` and the CI lies above 1.
     """
@@ -110,6 +112,10 @@ def loop_verdict(*, ratio: tuple[float, float, float], control_ratio: tuple[floa
         text = (f"The pool leaks: the provenance-only control also improves (ratio {control_ratio[0]:.2f} "
                 f"[{control_ratio[1]:.2f}, {control_ratio[2]:.2f}]), so the real model's ratio {fmt} cannot be "
                 "credited to chemistry.")
+    elif lo > 1 and not beats:
+        label = "rises without feedback"
+        text = (f"Not credited to the loop: success rises (ratio {fmt}) but the closed loop does not beat the "
+                f"open loop ({diff}); the rise comes from the ranking, not from feedback.")
     elif doubled:
         label = "more than doubled"
         text = f"Reproduced: success more than doubled, ratio {fmt}; {diff}; the provenance-only control stays flat."

@@ -22,18 +22,37 @@ from matdiscovery.superconductors.cleaning import CleaningReport, clean_supercon
 from matdiscovery.superconductors.compounds import CompoundReport, compound_table
 from matdiscovery.superconductors.grouping import near_duplicate_fraction, similarity_components
 from matdiscovery.superconductors.loop import (
-    ANY_SUPERCONDUCTOR, LoopResult, final_training_set, is_success, results_frame, run_seeds,
+    ANY_SUPERCONDUCTOR,
+    LoopResult,
+    final_training_set,
+    is_success,
+    results_frame,
+    run_seeds,
 )
 from matdiscovery.superconductors.models import (
-    CVResult, EnsembleConfig, TcClassifierEnsemble, calibrated_classifier, featurize, labels,
-    spread_explained_by_mean, spread_is_bernoulli,
+    CVResult,
+    EnsembleConfig,
+    TcClassifierEnsemble,
+    calibrated_classifier,
+    featurize,
+    labels,
+    spread_explained_by_mean,
+    spread_is_bernoulli,
 )
 from matdiscovery.superconductors.pool import (
-    Scenario, choose_hidden_groups, eligible_components, family_scenario, jarvis_candidates, time_scenario,
+    Scenario,
+    choose_hidden_groups,
+    eligible_components,
+    family_scenario,
+    jarvis_candidates,
+    time_scenario,
 )
 from matdiscovery.superconductors.stats import PairedTest, Verdict, loop_verdict, mean_ci, paired_test, ratio_ci
 from matdiscovery.superconductors.style import (
-    anonymized_formulas, formula_style_auc, formula_style_features, formula_style_scores,
+    anonymized_formulas,
+    formula_style_auc,
+    formula_style_features,
+    formula_style_scores,
 )
 from matdiscovery.superconductors.ternary import ternary_grid
 

@@ -16,11 +16,11 @@ energies are in Hartree (as in MoleculeNet); QM9 orbital energies in Hartree.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import tarfile
 import warnings
 from dataclasses import dataclass
+import importlib.util
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -29,7 +29,7 @@ import pandas as pd
 from pymatgen.core import Composition, Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from matdiscovery.chemistry import OxygenUnknownError, parse_formula
+from matdiscovery.chemistry import FormulaError, OxygenUnknownError, parse_formula
 from matdiscovery.paths import data_dir
 
 OnError = Literal["raise", "skip"]

@@ -156,7 +156,7 @@ def test_study_metrics_hold_the_issue_keys(data, scenarios):
     unc = sc.check_uncertainty(small.family[0], threshold_K=THRESHOLD_K, ensemble=ENSEMBLE, seed=0)
     audit = sc.audit_pools(data, small, near_l1=0.1)
     study = sc.ClosedLoopStudy(data, small, audit, loops, unc, cv, roost, case, primary="greedy",
-                               acquisitions=["greedy", "ucb"], n_cycles=2, k=10)
+                               acquisitions=["greedy", "ucb"], n_cycles=2, k=10, cv_rows=rows)
     m = study.metrics()
     for key in ("provenance_control_improvement_ratio", "provenance_control_success_rate_by_cycle",
                 "pool_formula_style_auc", "hidden_positive_near_duplicate_fraction", "closed_vs_open_discoveries_diff",

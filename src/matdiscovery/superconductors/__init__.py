@@ -66,6 +66,7 @@ from matdiscovery.superconductors.study import (
     make_scenarios,
     reliability,
     run_loops,
+    run_study,
     zr_in_ni_case,
 )
 from matdiscovery.superconductors.style import (
@@ -99,7 +100,7 @@ __all__ = [
     "Scenario", "choose_hidden_groups", "eligible_components", "family_scenario", "jarvis_candidates", "time_scenario",
     "DOUBLING", "PairedTest", "Verdict", "loop_verdict", "mean_ci", "paired_test", "ratio_ci",
     "ClosedLoopStudy", "CompoundData", "PoolAudit", "Scenarios", "TernaryCase", "UncertaintyCheck", "audit_pools",
-    "check_uncertainty", "load_compounds", "make_scenarios", "reliability", "run_loops", "zr_in_ni_case",
+    "check_uncertainty", "load_compounds", "make_scenarios", "reliability", "run_loops", "run_study", "zr_in_ni_case",
     "STYLE_FEATURES", "anonymized_formulas", "formula_style_auc", "formula_style_features", "formula_style_scores",
     "match_formula_style",
     "fractions_in_system", "in_system", "plot_ternary", "rank_ternary_systems", "ternary_grid", "to_cartesian",

@@ -526,3 +526,24 @@ def test_plot_ternary_draws():
     plt.close(fig)
 
 
+
+
+def test_verdict_caveats_do_not_change_the_label():
+    kw = dict(ratio=(3.0, 2.4, 3.8), control_ratio=(1.0, 0.8, 1.2), closed_vs_open=_pt(20, 10, 30, 1e-4),
+              control_closed_vs_open=_pt(0, -3, 3, 0.8))
+    plain = sc.loop_verdict(**kw)
+    caveated = sc.loop_verdict(**kw, open_ratio=(2.4, 1.9, 3.2), first_vs_random=(0.09, 0.16))
+    assert plain.label == caveated.label == "more than doubled"
+    assert "open loop alone rises" in caveated.text and "below random" in caveated.text
+    assert "Caveat" not in sc.loop_verdict(**kw, open_ratio=(1.0, 0.8, 1.3), first_vs_random=(0.2, 0.16)).text
+
+
+def test_informed_start_adds_only_outside_negatives():
+    table, X, comp, anon = _toy()
+    scn = sc.family_scenario(table, X, comp, ["g1"], anon, ratio=2, seed=0)
+    inf = scn.with_known_negatives(50, seed=0)
+    extra = np.setdiff1d(inf.train_idx, scn.train_idx)
+    assert len(extra) == 50 and (inf.source[extra] == "jarvis").all() and not set(extra) & set(scn.pool_idx)
+    assert inf.name == "family_informed" and (inf.pool_idx == scn.pool_idx).all()
+    with pytest.raises(ValueError, match="outside the pool"):
+        scn.with_known_negatives(10**6, seed=0)

@@ -33,7 +33,7 @@ def data():
 @pytest.fixture(scope="module")
 def scenarios(data):
     return sc.make_scenarios(data, [0, 1], always_hidden=["iron_based"], n_random_hidden=3, never_hidden=["cuprate"],
-                             ratio=2, year=2008)
+                             ratio=2, year=2008, informed_negatives=200)
 
 
 # ------------------------------------------------------------------ SuperCon rows
@@ -142,7 +142,7 @@ def test_ensemble_spread_is_not_a_function_of_its_mean_on_real_data(data, scenar
 
 
 def test_study_metrics_hold_the_issue_keys(data, scenarios):
-    small = sc.Scenarios({s: v for s, v in scenarios.family.items()}, scenarios.time, scenarios.eligible, scenarios.year)
+    small = scenarios
     loops = sc.run_loops(data, small, acquisitions=["greedy", "ucb"], primary="greedy", n_cycles=2, k=10, beta=1.0,
                          ensemble=ENSEMBLE, progress=False)
     rows = np.flatnonzero(data.supercon)[::8]
@@ -171,4 +171,7 @@ def test_study_metrics_hold_the_issue_keys(data, scenarios):
     assert study.verdict().label in {"pool leaks", "rises without feedback", "more than doubled", "consistent with doubling",
                                      "improves, less than doubled", "no improvement shown"}
     assert set(study.per_seed()["model"]) == {"chemistry", "provenance"}
-    assert len(study.improvement_table()) == 5 * 2   # family: greedy, ucb, control; time: greedy, control; × 2 thresholds
+    # family: greedy, ucb, control; time: greedy, control; informed start: greedy; × 2 success thresholds
+    assert len(study.improvement_table()) == 6 * 2
+    assert m["informed_start_negatives"] == 200 and "feedback_gain_last_cycle" in m
+    assert len(study.paper_table()) == 7 and study.headline()["random picking"].notna().all()

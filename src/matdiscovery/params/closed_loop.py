@@ -32,6 +32,7 @@ class ClosedLoopParams(NotebookParams):
     parent_max_l1: float = Field(ge=0, le=2, description="largest composition L1 from a doped formula to its rounded parent")
     near_l1: float = Field(gt=0, le=1, description="composition L1 below which compounds are near-duplicates")
     jarvis_per_supercon: int = Field(ge=1, description="style-matched JARVIS negatives per hidden SuperCon compound")
+    informed_negatives: int = Field(ge=0, description="informed start: JARVIS negatives outside the pool in the initial training set; 0 skips it")
     cv_folds: int = Field(ge=2)
     cv_subsample: int | None = Field(ge=10, description="SuperCon-derived compounds in cross-validation; None for all")
     roost_epochs: int = Field(ge=1)

@@ -131,7 +131,10 @@ def run_seeds(scenarios: dict[int, Scenario], acquisitions: list[str] | tuple[st
               progress: bool = True, **kwargs) -> list[LoopResult]:
     """:func:`run_seed` for every seed's scenario (keyword arguments passed on)."""
     out: list[LoopResult] = []
-    for seed, scenario in tqdm(scenarios.items(), desc=f"{model} loops", disable=not progress):
+    # an explicit disable=False would override the runner's TQDM_DISABLE=1, so pass disable only to switch bars off
+    bar = {} if progress else {"disable": True}
+    name = next(iter(scenarios.values())).name if scenarios else ""
+    for seed, scenario in tqdm(scenarios.items(), desc=f"{name} {model} loops", **bar):
         out += run_seed(scenario, acquisitions, seed=seed, model=model, **kwargs)
     return out
 

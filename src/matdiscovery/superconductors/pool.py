@@ -107,6 +107,16 @@ class Scenario:
         tc = self.tc_K[self.pool_idx]
         return float((tc > 0).mean() if threshold_K <= 0 else (tc >= threshold_K).mean())
 
+    def with_known_negatives(self, n: int, seed: int) -> "Scenario":
+        """The same pool and oracle, with ``n`` JARVIS negatives from outside the pool added to the
+        initial training set (an initial model that has seen the kind of negatives the pool holds);
+        named ``<name>_informed``."""
+        outside = np.setdiff1d(np.flatnonzero(self.source == "jarvis"), self.pool_idx)
+        if not 0 <= n <= len(outside):
+            raise ValueError(f"n must be in 0..{len(outside)} (JARVIS rows outside the pool), got {n}")
+        extra = np.random.default_rng(seed).choice(outside, size=n, replace=False)
+        return replace(self, name=f"{self.name}_informed", train_idx=np.sort(np.concatenate([self.train_idx, extra])))
+
     def with_features(self, X: np.ndarray, name: str | None = None) -> "Scenario":
         """The same split and oracle with other features (e.g. the provenance-only control)."""
         if len(X) != len(self.tc_K):

@@ -88,7 +88,8 @@ class Verdict:
 
 def loop_verdict(*, ratio: tuple[float, float, float], control_ratio: tuple[float, float, float],
                  closed_vs_open: PairedTest, control_closed_vs_open: PairedTest, alpha: float = 0.05,
-                 doubling: float = DOUBLING) -> Verdict:
+                 doubling: float = DOUBLING, open_ratio: tuple[float, float, float] | None = None,
+                 first_vs_random: tuple[float, float] | None = None) -> Verdict:
     """The verdict rule, fixed before looking at results.
 
     ``ratio``/``control_ratio``: (point, CI low, CI high) of the last/first-cycle success ratio of
@@ -99,6 +100,10 @@ def loop_verdict(*, ratio: tuple[float, float, float], control_ratio: tuple[floa
     above 1) that does not beat the open loop is not credited to feedback. Otherwise success
     **more than doubled** if the ratio CI lies above ``doubling``; ``consistent with doubling``
     if the point estimate reaches ``doubling`` and the CI lies above 1.
+
+    Caveats that do not change the label are added to the text: ``open_ratio`` (the open loop's
+    ratio, CI above 1: part of the rise needs no feedback) and ``first_vs_random`` (first-cycle
+    success and random picking: a first cycle below random inflates any last/first ratio).
     """
     point, lo, hi = ratio
     control_up = control_ratio[1] > 1 or (control_closed_vs_open.ci_low > 0 and control_closed_vs_open.p_value < alpha)
@@ -129,4 +134,10 @@ def loop_verdict(*, ratio: tuple[float, float, float], control_ratio: tuple[floa
     else:
         label = "no improvement shown"
         text = f"Not reproduced: the success ratio {fmt} is indistinguishable from 1; {diff}."
+    if label != "pool leaks" and open_ratio is not None and open_ratio[1] > 1:
+        text += (f" Caveat: the open loop alone rises too (ratio {open_ratio[0]:.2f} [{open_ratio[1]:.2f}, "
+                 f"{open_ratio[2]:.2f}]); only the closed − open difference is feedback.")
+    if label != "pool leaks" and first_vs_random is not None and first_vs_random[0] < first_vs_random[1]:
+        text += (f" Cycle 1 ({first_vs_random[0]:.3f}) is below random picking ({first_vs_random[1]:.3f}): the initial "
+                 "model never saw the pool's kind of negatives, so part of the ratio is recovery from that.")
     return Verdict(label, doubled, beats, control_up, text)

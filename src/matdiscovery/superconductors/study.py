@@ -140,12 +140,16 @@ def load_compounds(*, threshold_K: float, ehull_max: float, max_elements: int, p
 
 @dataclass
 class Scenarios:
-    """Per-seed family and time scenarios (real features) and the eligible components."""
+    """Per-seed family and time scenarios (real features), the eligible components, and the
+    family scenarios with an informed start (``informed``: ``n_informed`` JARVIS negatives from
+    outside the pool in the initial training set; empty if 0)."""
 
     family: dict[int, Scenario]
     time: dict[int, Scenario]
     eligible: list[str]
     year: int
+    informed: dict[int, Scenario] = field(default_factory=dict)
+    n_informed: int = 0
 
     def overview(self, threshold_K: float) -> pd.DataFrame:
         rows = []
@@ -160,9 +164,10 @@ class Scenarios:
 
 
 def make_scenarios(data: CompoundData, seeds: list[int], *, always_hidden: list[str], n_random_hidden: int,
-                   never_hidden: list[str], ratio: int, year: int) -> Scenarios:
-    """Family scenarios (``always_hidden`` + ``n_random_hidden`` eligible components per seed) and
-    time scenarios (components first reported ≥ ``year``; JARVIS draws differ per seed)."""
+                   never_hidden: list[str], ratio: int, year: int, informed_negatives: int = 0) -> Scenarios:
+    """Family scenarios (``always_hidden`` + ``n_random_hidden`` eligible components per seed),
+    time scenarios (components first reported ≥ ``year``; JARVIS draws differ per seed) and, if
+    ``informed_negatives > 0``, the family scenarios with that many known JARVIS negatives."""
     eligible = eligible_components(data.table, data.components, data.threshold_K, HIDDEN_MIN_SIZE, HIDDEN_MAX_SIZE,
                                    HIDDEN_MIN_POSITIVE, exclude=never_hidden)
     fam, tim = {}, {}
@@ -170,7 +175,8 @@ def make_scenarios(data: CompoundData, seeds: list[int], *, always_hidden: list[
         hidden = choose_hidden_groups(eligible, n_random_hidden, always_hidden, s)
         fam[s] = family_scenario(data.table, data.X, data.components, hidden, data.anonymized, ratio, seed=s)
         tim[s] = time_scenario(data.table, data.X, data.near_components, year, data.anonymized, ratio, seed=s)
-    return Scenarios(fam, tim, eligible, year)
+    informed = {s: v.with_known_negatives(informed_negatives, seed=s) for s, v in fam.items()} if informed_negatives else {}
+    return Scenarios(fam, tim, eligible, year, informed, informed_negatives)
 
 
 @dataclass
@@ -221,14 +227,16 @@ def run_loops(data: CompoundData, scenarios: Scenarios, *, acquisitions: list[st
               k: int, beta: float, ensemble: EnsembleConfig, progress: bool = True) -> list[LoopResult]:
     """Closed and open loops: the real model with every acquisition on the family scenarios; the
     provenance-only control (formula-style features) with the primary acquisition; both with the
-    primary acquisition on the time scenarios."""
+    primary acquisition on the time scenarios; the real model with the primary acquisition on the
+    informed-start scenarios (if any)."""
     kw = dict(n_cycles=n_cycles, k=k, threshold_K=data.threshold_K, beta=beta, ensemble=ensemble, progress=progress)
     control = {s: v.with_features(data.X_style) for s, v in scenarios.family.items()}
     time_control = {s: v.with_features(data.X_style) for s, v in scenarios.time.items()}
     return (run_seeds(scenarios.family, acquisitions, model=CHEMISTRY, **kw)
             + run_seeds(control, [primary], model=PROVENANCE, **kw)
             + run_seeds(scenarios.time, [primary], model=CHEMISTRY, **kw)
-            + run_seeds(time_control, [primary], model=PROVENANCE, **kw))
+            + run_seeds(time_control, [primary], model=PROVENANCE, **kw)
+            + (run_seeds(scenarios.informed, [primary], model=CHEMISTRY, **kw) if scenarios.informed else []))
 
 
 @dataclass
@@ -407,12 +415,25 @@ class ClosedLoopStudy:
 
     def verdict(self, scenario: str = "family", threshold: str = "tc") -> Verdict:
         """:func:`~matdiscovery.superconductors.stats.loop_verdict` for the primary acquisition."""
+        scen = self.scenarios.family if scenario == "family" else self.scenarios.time
+        first = float(np.mean([r.success_rate(self.thresholds[threshold])[0]
+                               for r in self._select(scenario, CHEMISTRY, self.primary, True)]))
         return loop_verdict(
             ratio=self.ratio(scenario, CHEMISTRY, self.primary, True, threshold),
             control_ratio=self.ratio(scenario, PROVENANCE, self.primary, True, threshold),
             closed_vs_open=self.closed_vs_open(scenario, CHEMISTRY, self.primary, threshold),
             control_closed_vs_open=self.closed_vs_open(scenario, PROVENANCE, self.primary, threshold),
+            open_ratio=self.ratio(scenario, CHEMISTRY, self.primary, False, threshold),
+            first_vs_random=(first, float(np.mean([v.pool_positive_rate(self.thresholds[threshold]) for v in scen.values()]))),
         )
+
+    def feedback_gain(self, scenario: str = "family", model: str = CHEMISTRY, threshold: str = "tc") -> tuple[float, float, float]:
+        """Last-cycle success of the closed loop over that of the open loop (paired bootstrap CI):
+        the part of the last cycle's success that feedback bought."""
+        t = self.thresholds[threshold]
+        c = np.array([r.success_rate(t)[-1] for r in self._select(scenario, model, self.primary, True)])
+        o = np.array([r.success_rate(t)[-1] for r in self._select(scenario, model, self.primary, False)])
+        return ratio_ci(o, c, seed=self.seed)
 
     def audit_table(self) -> pd.DataFrame:
         """The shortcut checks of issue 11, measured on this run (value and what it should be)."""
@@ -466,6 +487,7 @@ class ClosedLoopStudy:
                 pt = self.closed_vs_open("family", model, self.primary, name)
                 rows.append({
                     "model": label, "success": f"Tc ≥ {self.data.threshold_K:g} K" if name == "tc" else "any superconductor",
+                    "random picking": f"{np.mean([v.pool_positive_rate(t) for v in self.scenarios.family.values()]):.3f}",
                     "closed loop, cycle 1 → last": f"{sr[True][0]:.3f} → {sr[True][-1]:.3f}",
                     "open loop, cycle 1 → last": f"{sr[False][0]:.3f} → {sr[False][-1]:.3f}",
                     "last / first (95 % CI)": f"{p:.2f} [{lo:.2f}, {hi:.2f}]",
@@ -486,9 +508,21 @@ class ClosedLoopStudy:
             ["same, success = any superconductor (the paper's definition)", "more than doubled",
              f"{m['improvement_ratio_any']:.2f} [{m['improvement_ratio_any_ci_low']:.2f}, {m['improvement_ratio_any_ci_high']:.2f}]",
              va.label],
+            ["closed over open loop, last cycle (what feedback bought)", "not reported",
+             f"{m['feedback_gain_last_cycle']:.2f} [{m['feedback_gain_last_cycle_ci_low']:.2f}, "
+             f"{m['feedback_gain_last_cycle_ci_high']:.2f}]; closed − open {m['closed_vs_open_discoveries_diff']:+.1f} "
+             f"discoveries, p = {m['closed_vs_open_discoveries_diff_p_value']:.2g}",
+             "feedback helps" if v.beats_open_loop else "no feedback effect shown"],
             [f"time split (train before {self.scenarios.year})", "not studied",
              f"{m['time_split_improvement_ratio']:.2f} [{m['time_split_improvement_ratio_ci_low']:.2f}, "
              f"{m['time_split_improvement_ratio_ci_high']:.2f}]", vt.label],
+            *([[f"informed start ({self.scenarios.n_informed} JARVIS negatives known to the initial model)", "not studied",
+                f"{m['informed_start_improvement_ratio']:.2f} [{m['informed_start_improvement_ratio_ci_low']:.2f}, "
+                f"{m['informed_start_improvement_ratio_ci_high']:.2f}]; closed − open "
+                f"{m['informed_start_closed_vs_open_diff']:+.1f}, p = {m['informed_start_closed_vs_open_diff_p_value']:.2g}",
+                "feedback helps" if m["informed_start_closed_vs_open_diff_ci_low"] > 0
+                and m["informed_start_closed_vs_open_diff_p_value"] < 0.05 else "no feedback effect shown"]]
+              if self.scenarios.informed else []),
             ["re-discovered known superconductors absent from training", "5 compounds",
              f"{m['rediscovered_compounds']:.1f} compounds with Tc ≥ {self.data.threshold_K:g} K "
              f"({m['rediscovered_compounds_any']:.1f} any Tc) in {m['rediscovered_families']:.1f} of "
@@ -622,6 +656,18 @@ class ClosedLoopStudy:
             "loop_seconds_mean": self.loop_seconds, "featurisation_compositions_per_s": d.seconds["featurise_per_s"],
             **{f"paper_{k}": v for k, v in PAPER.items()},
         }
+        g = self.feedback_gain()
+        m |= {"feedback_gain_last_cycle": g[0], "feedback_gain_last_cycle_ci_low": g[1], "feedback_gain_last_cycle_ci_high": g[2]}
+        if self.scenarios.informed:
+            ri, pti = self.ratio("family_informed", CHEMISTRY, prim), self.closed_vs_open("family_informed", CHEMISTRY, prim)
+            m |= {"informed_start_negatives": self.scenarios.n_informed,
+                  "informed_start_improvement_ratio": ri[0], "informed_start_improvement_ratio_ci_low": ri[1],
+                  "informed_start_improvement_ratio_ci_high": ri[2],
+                  "informed_start_success_rate_by_cycle_closed": curve("family_informed", CHEMISTRY, prim, "closed"),
+                  "informed_start_success_rate_by_cycle_open": curve("family_informed", CHEMISTRY, prim, "open"),
+                  "informed_start_closed_vs_open_diff": pti.mean_diff, "informed_start_closed_vs_open_diff_ci_low": pti.ci_low,
+                  "informed_start_closed_vs_open_diff_ci_high": pti.ci_high,
+                  "informed_start_closed_vs_open_diff_p_value": pti.p_value}
         for acq in self.acquisitions:
             for mode in ("closed", "open"):
                 m[f"success_rate_by_cycle_{mode}_{acq}"] = curve("family", CHEMISTRY, acq, mode)
@@ -643,7 +689,8 @@ def run_study(p, *, progress: bool = True) -> ClosedLoopStudy:
     t = time.perf_counter()
     seeds = list(range(p.seed, p.seed + p.n_seeds))
     scenarios = make_scenarios(data, seeds, always_hidden=p.always_hidden, n_random_hidden=p.n_random_hidden,
-                               never_hidden=p.never_hidden, ratio=p.jarvis_per_supercon, year=p.time_split_year)
+                               never_hidden=p.never_hidden, ratio=p.jarvis_per_supercon, year=p.time_split_year,
+                               informed_negatives=p.informed_negatives)
     audit = audit_pools(data, scenarios, near_l1=p.near_l1, seed=p.seed)
     seconds["pools"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -174,4 +174,6 @@ def test_study_metrics_hold_the_issue_keys(data, scenarios):
     # family: greedy, ucb, control; time: greedy, control; informed start: greedy; × 2 success thresholds
     assert len(study.improvement_table()) == 6 * 2
     assert m["informed_start_negatives"] == 200 and "feedback_gain_last_cycle" in m
+    findings = study.findings()
+    assert len(findings) == 4 and findings[0] == study.verdict().text and "Informed start (200" in findings[2]
     assert len(study.paper_table()) == 7 and study.headline()["random picking"].notna().all()

@@ -51,7 +51,7 @@ from matdiscovery.superconductors.pool import (
     jarvis_candidates,
     time_scenario,
 )
-from matdiscovery.superconductors.stats import PairedTest, Verdict, loop_verdict, mean_ci, paired_test, ratio_ci
+from matdiscovery.superconductors.stats import DOUBLING, PairedTest, Verdict, loop_verdict, mean_ci, paired_test, ratio_ci
 from matdiscovery.superconductors.style import (
     anonymized_formulas,
     formula_style_auc,
@@ -494,6 +494,42 @@ class ClosedLoopStudy:
                     "closed − open discoveries (95 % CI, Wilcoxon p)": f"{pt.mean_diff:+.1f} [{pt.ci_low:+.1f}, {pt.ci_high:+.1f}], p = {pt.p_value:.2g}",
                 })
         return pd.DataFrame(rows)
+
+    def _curve(self, scenario: str, model: str, closed: bool, threshold: str = "tc") -> np.ndarray:
+        t = self.thresholds[threshold]
+        return np.stack([r.success_rate(t) for r in self._select(scenario, model, self.primary, closed)]).mean(axis=0)
+
+    def findings(self) -> list[str]:
+        """The reading of the results, each sentence built from this run's numbers: the verdict,
+        the control against random picking, the informed start, the time split."""
+        rand = {k: float(np.mean([v.pool_positive_rate(self.data.threshold_K) for v in sc.values()]))
+                for k, sc in (("family", self.scenarios.family), ("time", self.scenarios.time))}
+        c, v = self._curve("family", PROVENANCE, True), self.verdict()
+        out = [v.text,
+               f"The provenance-only control {'does not stay' if v.control_improves else 'stays'} at random picking: "
+               f"{c[0]:.3f} → {c[-1]:.3f} against {rand['family']:.3f}, with formula-style ROC-AUC "
+               f"{np.nanmean(self.audit.style_auc_pools):.2f} on the pools."]
+        if self.scenarios.informed:
+            ci, oi = self._curve("family_informed", CHEMISTRY, True), self._curve("family_informed", CHEMISTRY, False)
+            r, pt = self.ratio("family_informed", CHEMISTRY, self.primary), self.closed_vs_open("family_informed", CHEMISTRY, self.primary)
+            helps = pt.ci_low > 0 and pt.p_value < 0.05
+            out.append(
+                f"Informed start ({self.scenarios.n_informed} JARVIS negatives known to the initial model): cycle 1 "
+                f"reaches {ci[0]:.3f} and the closed loop ends at {ci[-1]:.3f} (ratio {r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]), "
+                f"the open loop at {oi[-1]:.3f}; closed − open {pt.mean_diff:+.1f} discoveries "
+                f"[{pt.ci_low:+.1f}, {pt.ci_high:+.1f}], p = {pt.p_value:.2g}: feedback "
+                + ("helps" if helps else "is not shown to help") + ", and the success rate "
+                + ("no longer doubles, so the doubling above needs a naive initial model." if r[1] <= DOUBLING
+                   else "still more than doubles."))
+        ct, tc = self._curve("time", PROVENANCE, True), self._curve("time", CHEMISTRY, True)
+        vt = self.verdict("time")
+        reading = ("here formula style predicts Tc (the later compounds cluster in few prototypes), so no chemistry "
+                   "claim rests on this scenario." if vt.control_improves else "formula style carries no signal here either.")
+        out.append(
+            f"Time split (train before {self.scenarios.year}): the model goes {tc[0]:.3f} → {tc[-1]:.3f} (random "
+            f"{rand['time']:.3f}); the control goes {ct[0]:.3f} → {ct[-1]:.3f}; the pools do not reveal provenance "
+            f"(style ROC-AUC {np.nanmean(self.audit.time_style_auc_pools):.2f}); {reading} {vt.text}")
+        return out
 
     def paper_table(self) -> pd.DataFrame:
         """The paper's claims beside ours, with the verdict of :func:`loop_verdict`."""

@@ -26,7 +26,6 @@ in place of an amount such as ``Oz`` makes the row malformed). On top of that:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -271,24 +270,3 @@ def clean_supercon(frame: pd.DataFrame, tc_max_plausible_K: float = MAX_PLAUSIBL
         dropped_examples=examples,
     )
     return merged, report
-
-
-def oxygen_unknown_recoverable(frame: pd.DataFrame) -> int:
-    """How many loader-skipped ``Oz``/``OX`` rows have a cation skeleton that also appears
-    with a known oxygen content among the parsed rows (diagnostic for the Oz rule)."""
-    skeletons = set()
-    for comp in frame["composition"]:
-        if "O" in comp and len(comp.elements) > 1:
-            skeletons.add(composition_key(Composition({e: a for e, a in comp.items() if e.symbol != "O"})))
-    n = 0
-    for bad in frame.attrs.get("skipped", []):
-        if skipped_reason(bad.reason) != "oxygen content unknown (Oz/OX)":
-            continue
-        text = re.sub(r"O[XYZDxyzd].*$", "", bad.value)
-        try:
-            comp = Composition(text)
-        except Exception:  # noqa: BLE001 - a diagnostic only
-            continue
-        if comp.num_atoms > 0 and composition_key(comp) in skeletons:
-            n += 1
-    return n

@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
+# only the raw data lives in the team remote (pipeline outputs are rebuilt by `dvc repro`, so a
+# plain `dvc pull` fails); check-remote says where it looked for the remote when it is missing
 data: env
-	# only the raw data lives in the team remote; pipeline outputs are rebuilt by `dvc repro`
-	$(BIN)/dvc pull --quiet data.dvc
+	@$(BIN)/python -m matdiscovery.paths check-remote
+	@$(BIN)/dvc pull --quiet data.dvc || { echo "error: dvc pull data.dvc failed; rerun it as 'dvc pull -v data.dvc' to see why" >&2; exit 1; }
 
 repro: data
 	$(BIN)/dvc repro

@@ -1,7 +1,13 @@
 import pytest
 from pymatgen.core import Composition, Element
 
-from matdiscovery.chemistry import FormulaError, OxygenUnknownError, check_elements, parse_formula
+from matdiscovery.chemistry import (
+    MAX_AMOUNT,
+    FormulaError,
+    OxygenUnknownError,
+    check_elements,
+    parse_formula,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +73,47 @@ def test_unknown_oxygen_not_terminal_has_no_cations():
     with pytest.raises(OxygenUnknownError) as info:
         parse_formula("Y1Ba2Cu3OzF1")
     assert info.value.cations is None
+
+
+@pytest.mark.parametrize(
+    "formula, message",
+    [
+        # 1e27 atoms was accepted; 400 digits gave 'Feinf' and an OverflowError further on
+        ("Fe" + "9" * 27, r"too many atoms \(99999999\.\.\. \(27 digits\) of Fe; MAX_AMOUNT = 1000 per formula unit\)"),
+        ("Fe" + "9" * 400, r"too many atoms \(99999999\.\.\. \(400 digits\) of Fe; MAX_AMOUNT"),
+        ("Y1Ba2Cu3O6050", r"too many atoms \(6050 of O; MAX_AMOUNT = 1000 per formula unit\): a typo"),  # a real SuperCon typo (O6.050)
+        ("Fe600Co1Fe600", r"too many atoms \(600 \(1200 in all\) of Fe;"),
+    ],
+)
+def test_parse_formula_amount_bound(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(formula)
+
+
+def test_parse_formula_amount_bound_keeps_real_large_formulas():
+    assert MAX_AMOUNT == 1000
+    for formula in ("Cd99.995Mn0.005", "B105", "Ba24Si100", "Na24Si136", "Fe1000"):
+        parse_formula(formula)
+
+
+@pytest.mark.parametrize(
+    "formula, message",
+    [
+        ("D2O", r"isotope symbol 'D' \(deuterium\) is not supported: pymatgen would read it as H"),
+        ("T2O", r"isotope symbol 'T' \(tritium\) is not supported"),
+        ("D3S1", r"isotope symbol 'D'"),  # deuterated H3S, Tc ~150 K vs ~200 K: not the same material
+        ("Pd1T0.81", r"isotope symbol 'T'"),
+        ("Sr4V2.7TI0.3O9.51", r"isotope symbol 'T' .* or 'TI' is a mistyped two-letter symbol"),
+    ],
+)
+def test_parse_formula_rejects_isotopes(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(formula)
+
+
+def test_parse_formula_d_as_oxygen_variable_is_unchanged():
+    assert parse_formula("La2CuO4+D") == (Composition("La2CuO4"), True)
+    with pytest.raises(FormulaError, match="variable 'D' in place of the amount of O"):
+        parse_formula("La2Cu1OD")
+    with pytest.raises(ValueError, match="isotope"):
+        check_elements(["Pd", "D"])

@@ -5,7 +5,12 @@ from pymatgen.core import Composition, Species
 from torch_geometric.data import Batch
 
 from matdiscovery.composition import (
-    ELEMENT_FEATURE_DIM, composition_graph, element_features, element_table, magpie_feature_names, magpie_features,
+    ELEMENT_FEATURE_DIM,
+    composition_graph,
+    element_features,
+    element_table,
+    magpie_feature_names,
+    magpie_features,
 )
 from matdiscovery.models import Roost, fit, masked_loss, predict
 

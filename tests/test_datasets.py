@@ -1,14 +1,18 @@
 """Loaders on the real (pulled) data and on small hand-written bad files."""
 
+import gzip
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Composition, Element, Structure
 
 from matdiscovery import datasets
-from matdiscovery.datasets import DataMissingError, MalformedRowError
+from matdiscovery.datasets import (
+    DataMissingError,
+    MalformedFileError,
+    MalformedRowError,
+)
 
 ROCKSALT_CIF = """data_NaCl
 _symmetry_space_group_name_H-M   'P 1'
@@ -100,8 +104,106 @@ def test_structure_csv_missing_column(tmp_path):
 
 def test_missing_file_names_path_and_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("MATDISCOVERY_DATA", str(tmp_path))
-    with pytest.raises(DataMissingError, match=r"supercon_nims.tsv.*dvc pull"):
+    with pytest.raises(DataMissingError) as info:
         datasets.load_supercon_nims()
+    message = str(info.value)
+    # names the file and the command that works in a working clone (plain `dvc pull` fails there)
+    assert "supercon_nims.tsv" in message
+    assert "`make data`" in message and "`dvc pull data.dvc`" in message
+
+
+def _csv_with_cif(path, cif):
+    pd.DataFrame({"material_id": ["mp-1", "mp-2", "mp-3"], "cif": [ROCKSALT_CIF, cif, ROCKSALT_CIF]}).to_csv(path, index=False)
+    return path
+
+
+# each probe of issue 10: (CIF of row 1, the reason the error must give)
+BAD_CIFS = {
+    # pymatgen reads an unknown symbol as a dummy species 'Xx0+'
+    "unknown_element": (ROCKSALT_CIF.replace("  Cl  Cl1", "  Xx  Xx1"), r"unknown element symbol\(s\) \['Xx'\]"),
+    # pymatgen takes |b| and builds a left-handed (mirrored) cell
+    "negative_length": (ROCKSALT_CIF.replace("_cell_length_b   5.64", "_cell_length_b   -5.64"),
+                        r"CIF field _cell_length_b = -5.64 is not a positive length"),
+    "zero_angle": (ROCKSALT_CIF.replace("_cell_angle_gamma   90", "_cell_angle_gamma   0"),
+                   r"CIF field _cell_angle_gamma = 0 is not an angle in \(0, 180\)"),
+    # cut inside the atom-site loop header: was "ZeroDivisionError: integer modulo by zero"
+    "truncated_loop": (ROCKSALT_CIF[:ROCKSALT_CIF.index("_atom_site_occupancy")],
+                       r"truncated or malformed CIF: a loop_ whose values do not fill its columns"),
+    "truncated_row": (ROCKSALT_CIF[:ROCKSALT_CIF.index("0.5  0.5  0.5") + 5],
+                      r"truncated or malformed CIF: a loop_ whose values do not fill its columns"),
+    "truncated_cell": (ROCKSALT_CIF[:ROCKSALT_CIF.index("_cell_angle_gamma")], r"CIF has no _cell_angle_gamma \(truncated\?\)"),
+    "no_sites": (ROCKSALT_CIF[:ROCKSALT_CIF.index("loop_\n _atom_site")], r"CIF has no atom-site coordinates"),
+    # was "Invalid CIF file with no structures!"
+    "coincident_atoms": (ROCKSALT_CIF.replace("0.5  0.5  0.5", "0.0  0.0  0.0"), r"atoms on the same position \(shortest interatomic distance 0\.000 Å"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CIFS))
+def test_structure_csv_bad_cif_names_row_column_and_reason(tmp_path, case):
+    cif, reason = BAD_CIFS[case]
+    path = _csv_with_cif(tmp_path / f"{case}.csv", cif)
+    with pytest.raises(MalformedRowError, match=rf"{case}.csv, row 1, column 'cif': ValueError: {reason}"):
+        datasets.load_structure_csv(path)
+    with pytest.warns(UserWarning, match=rf"{case}.csv: skipped 1 malformed row"):
+        frame = datasets.load_structure_csv(path, on_error="skip")
+    assert list(frame["material_id"]) == ["mp-1", "mp-3"]
+    assert [b.row for b in frame.attrs["skipped"]] == [1]
+
+
+def test_structure_csv_cif_cut_at_a_row_boundary(tmp_path):
+    """A CIF cut between two atom rows still parses (with fewer sites): the declared formula catches it."""
+    whole = ROCKSALT_CIF.replace("_symmetry_Int_Tables_number   1\n",
+                                 "_symmetry_Int_Tables_number   1\n_chemical_formula_sum   'Na1 Cl1'\n_cell_formula_units_Z   1\n")
+    assert datasets.load_structure_csv(_csv_with_cif(tmp_path / "whole.csv", whole))["formula"].tolist() == ["NaCl"] * 3
+    cut = whole[:whole.index("  Cl  Cl1")]
+    with pytest.raises(MalformedRowError, match=r"row 1, column 'cif': .*sites read \(Na1\) differ from _chemical_formula_sum 'Na1 Cl1'"):
+        datasets.load_structure_csv(_csv_with_cif(tmp_path / "cut.csv", cut))
+
+
+def test_structure_csv_close_atoms_are_read_not_rejected(tmp_path):
+    """Atoms 0.06 Å apart are physically wrong but readable: the validity checks judge them, not the loader."""
+    close = ROCKSALT_CIF.replace("0.5  0.5  0.5", "0.01  0.0  0.0")
+    frame = datasets.load_structure_csv(_csv_with_cif(tmp_path / "close.csv", close))
+    assert len(frame) == 3 and frame["formula"].iloc[1] == "NaCl"
+
+
+def test_structure_csv_empty_and_binary_files_name_the_file(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(MalformedFileError, match=r"Cannot read .*empty.csv: the file is empty"):
+        datasets.load_structure_csv(empty)
+    binary = tmp_path / "binary.csv"  # e.g. a pickle or image saved under a .csv name
+    binary.write_bytes(b"material_id,cif\n" + bytes(range(256)) * 8)
+    with pytest.raises(MalformedFileError, match=r"Cannot read .*binary.csv: binary content \(byte \d+: invalid start byte\)"):
+        datasets.load_structure_csv(binary)
+    compressed = tmp_path / "gz.csv"
+    compressed.write_bytes(gzip.compress(b"material_id,cif\n"))
+    with pytest.raises(MalformedFileError, match=r"gz.csv: gzip-compressed"):
+        datasets.load_structure_csv(compressed)
+    cut = tmp_path / "cut.csv"  # a file cut inside a quoted CIF
+    _csv_with_cif(cut, ROCKSALT_CIF)
+    cut.write_text(cut.read_text()[:-200])
+    with pytest.raises(MalformedFileError, match=r"cut.csv: not a readable CSV \(ParserError: .*EOF inside string"):
+        datasets.load_structure_csv(cut)
+
+
+@pytest.mark.parametrize("limit", [0, -5, 2.5, "many", True])
+def test_structure_csv_bad_limit_names_the_parameter(tmp_path, limit):
+    path = _csv_with_cif(tmp_path / "x.csv", ROCKSALT_CIF)
+    with pytest.raises(ValueError, match=r"limit must be a positive integer or None"):
+        datasets.load_structure_csv(path, limit=limit)
+
+
+def test_supercon_isotopes_and_huge_amounts_are_counted_not_lost():
+    """SuperCon's deuterides/tritides and its amount typos are skipped rows with their reason."""
+    frame = datasets.load_supercon_nims(on_error="skip")
+    reasons = [b.reason for b in frame.attrs["skipped"]]
+    isotope = [r for r in reasons if "isotope symbol" in r]
+    assert sum("'D' (deuterium)" in r for r in isotope) == 26 and sum("'T' (tritium)" in r for r in isotope) == 4
+    assert any("D3S1" in r for r in isotope)  # deuterated H3S (Tc differs from H3S)
+    huge = [r for r in reasons if "too many atoms" in r]
+    assert len(huge) == 2 and any("Y1Ba2Cu3O6050" in r for r in huge)
+    assert not frame["formula"].str.contains("O6050").any()
 
 
 def test_bad_on_error_value():

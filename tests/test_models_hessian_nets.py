@@ -7,8 +7,8 @@ from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
 from matdiscovery.datasets import QM8_TARGETS, load_qm8
-from matdiscovery.hessian.graphs import crystal_graph, gaussian_expansion, molecule_graph
-from matdiscovery.hessian.mtl import TaskData, mae, shared_parameters, split, train, TrainConfig
+from matdiscovery.hessian.graphs import GraphStore, crystal_graph, gaussian_expansion, molecule_graph
+from matdiscovery.hessian.mtl import TargetTransform, TaskData, capacity_matched_dim, shared_parameters, split_indices
 from matdiscovery.models.cgcnn import CGCNN
 from matdiscovery.models.mpnn import MPNN
 
@@ -103,32 +103,118 @@ def test_load_qm8_bad_value_raises_or_skips(tmp_path):
         assert len(load_qm8(csv, on_error="skip")) == 1
 
 
-def test_mtl_stl_and_curvature_weighted_training_on_tiny_data():
-    rng = np.random.default_rng(0)
+def _tiny_data(n: int = 40, seed: int = 0) -> TaskData:
+    rng = np.random.default_rng(seed)
     graphs = []
-    for i in range(40):
+    for i in range(n):
         s = _srtio3(3.7 + 0.5 * rng.random())
         a = s.lattice.a
         y = [a, 2 * a + rng.normal(0, 0.01), np.nan if i % 3 == 0 else -a]
         graphs.append(crystal_graph(s, y, n_gaussians=32))
-    data = TaskData("perov_5", ("a", "b", "c"), *split(graphs, (0.6, 0.2, 0.2), seed=0))
-    assert len(data.train) == 24 and len(data.val) == 8 and len(data.test) == 8
-    torch.testing.assert_close(data.scale[0][0], torch.tensor(float(np.mean([g.y[0, 0] for g in data.train]))))
-    single = data.task(2)
-    assert all(g.y.shape == (1, 1) for g in single.train) and len(single.train) < len(data.train)
+    tr, va, te = split_indices(n, (-1, n // 5, n // 5), seed=0)
+    return TaskData("perov_5", ("a", "b", "c"), GraphStore(graphs), tr, va, te)
+
+
+def test_graph_store_batches_equal_pyg_batches():
+    graphs = [crystal_graph(_srtio3(3.7 + 0.1 * i), [i, np.nan], n_gaussians=32) for i in range(5)]
+    store = GraphStore(graphs)
+    idx = [3, 0, 4]
+    ours, ref = store.batch(idx), Batch.from_data_list([graphs[i] for i in idx])
+    for key in ("x", "edge_index", "edge_attr", "z", "batch", "ptr"):
+        torch.testing.assert_close(ours[key], ref[key])
+    torch.testing.assert_close(ours.y, ref.y, equal_nan=True)
+    assert ours.num_graphs == 3
+    torch.manual_seed(0)
+    model = CGCNN(n_targets=2, dim=8, n_layers=1).eval()
+    torch.testing.assert_close(model(ours), model(ref))
+    mols = [molecule_graph(s, [0.0]) for s in ("CCO", "N#N", "c1ccccc1")]
+    mpnn = MPNN(1, dim=8).eval()
+    torch.testing.assert_close(mpnn(GraphStore(mols).batch([2, 1])), mpnn(Batch.from_data_list([mols[2], mols[1]])))
+    with pytest.raises(IndexError, match="out of range"):
+        store.batch([5])
+    with pytest.raises(ValueError, match="zero graphs"):
+        store.batch([])
+
+
+def test_gine_layer_and_embedding_match_pyg_and_lookups():
+    from torch_geometric.nn import GINEConv
+
+    from matdiscovery.models.mpnn import ATOM_VOCAB, CategoricalEmbedding, GINELayer
+
+    torch.manual_seed(0)
+    layer = GINELayer(8)
+    with torch.no_grad():
+        layer.eps.fill_(0.3)
+    ref = GINEConv(layer.nn, train_eps=True)
+    with torch.no_grad():
+        ref.eps.fill_(0.3)
+    h, e = torch.randn(5, 8), torch.randn(6, 8)
+    ei = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 2]])
+    torch.testing.assert_close(layer(h, ei, e), ref(h, ei, e))
+    emb = CategoricalEmbedding(ATOM_VOCAB, 4)
+    x = molecule_graph("CC(=O)N", [0.0]).x
+    lookups = sum(t(x[:, i].long()) for i, t in enumerate(emb.tables))
+    torch.testing.assert_close(emb(x), lookups)
+    with pytest.raises(IndexError, match="out of range"):
+        emb(torch.full((1, len(ATOM_VOCAB)), 200))
+
+
+def test_target_transform_round_trip_and_heavy_tails():
+    y = torch.tensor([[0.2, 0.0], [0.3, 0.5], [np.nan, -0.002], [0.25, 0.01]])
+    tf = TargetTransform.fit(("E", "f"), y, {"f": 1e-3})
+    z = tf.raw_to_unit(y)
+    torch.testing.assert_close(tf.unit_to_raw(z), y, equal_nan=True, rtol=1e-5, atol=1e-7)
+    assert torch.nanmean(z, dim=0).abs().max() < 1e-5  # standardised on the training labels
+    assert z[1, 1] - z[3, 1] < 2 * (z[3, 1] - z[0, 1])  # asinh compresses the tail
+    with pytest.raises(ValueError, match="no training labels"):
+        TargetTransform.fit(("E",), torch.tensor([[np.nan]]), {})
+
+
+def test_split_indices_and_capacity_matched_width():
+    tr, va, te = split_indices(100, (-1, 10, 20), seed=1)
+    assert len(tr) == 70 and len(va) == 10 and len(te) == 20
+    assert len(set(tr) | set(va) | set(te)) == 100
+    with pytest.raises(ValueError, match="do not fit"):
+        split_indices(10, (5, 5, 5))
+    from matdiscovery.hessian.mtl import n_shared_parameters
+
+    wide = capacity_matched_dim("mpnn", 4, 16, 2)
+    assert n_shared_parameters("mpnn", 4, wide, 2) >= 4 * n_shared_parameters("mpnn", 4, 16, 2)
+    assert n_shared_parameters("mpnn", 4, wide - 1, 2) < 4 * n_shared_parameters("mpnn", 4, 16, 2)
+
+
+def test_every_method_trains_in_lock_step_with_the_shared_early_stopping_rule():
+    from matdiscovery.hessian.multitask import ModelStack, TrainConfig, train_seed
+
+    data = _tiny_data()
+    assert data.label_counts().loc["c", "train"] < len(data.train_idx)
     cfg = TrainConfig(dim=8, n_layers=1, epochs=3, batch_size=8, curvature_every=1, curvature_batch=8, curvature_steps=3)
-    model, history, _ = train(data, "mtl", cfg)
-    assert len(history.train_loss) == 3 and mae(model, data).shape == (3,)
-    model, _, weights = train(data, "curvature", cfg)
-    assert len(weights.history) == 3
-    for _, lam, w in weights.history:
-        assert lam.shape == (3,) and w.mean() == pytest.approx(1.0, rel=1e-5)
-        # sharper task → smaller weight
-        assert np.argmax(w) == np.argmin(lam)
-    head = {id(p) for p in model.head[-1].parameters()}
-    assert all(id(p) not in head for p in shared_parameters(model))
-    with pytest.raises(ValueError, match="mode must be"):
-        train(data, "joint", cfg)
+    run = train_seed(data, cfg, seed=0)
+    err = run.errors(data)
+    assert set(err["method"]) == {"stl", "mtl", "mtl_wide", "curvature", "uw", "upgrad", "famo"}
+    assert (err.groupby("method").size() == 3).all()  # STL: one network per task, one row each
+    assert (err.loc[err.task == "c", "n_test"] < len(data.test_idx)).all()  # masked labels
+    # STL networks predict only their own task
+    assert np.isnan(run.predictions["stl:0"][:, 1:]).all() and not np.isnan(run.predictions["stl:0"][:, 0]).any()
+    assert (err["best_epoch"].between(0, 2)).all()
+    # curvature weights: sharper task → smaller weight, mean 1
+    assert len(run.curvature_history) == 3
+    for _, lam, w in run.curvature_history:
+        assert w.mean() == pytest.approx(1.0, rel=1e-5) and np.argmax(w) == np.argmin(lam)
+    # the selected networks reproduce the recorded test predictions
+    net = run.model("stl", 1)
+    pred = data.transform.unit_to_raw(net(data.batch("test"))).detach().numpy()[:, 1]
+    np.testing.assert_allclose(pred, run.predictions["stl:1"][:, 1], rtol=1e-4, atol=1e-5)
+    assert run.wide_dim > cfg.dim
+    head = {id(p) for p in net.head[-1].parameters()}
+    assert all(id(p) not in head for p in shared_parameters(net))
+    # stacked networks compute what each network computes alone
+    nets = [CGCNN(3, dim=8, n_layers=1) for _ in range(3)]
+    stack = ModelStack(nets)
+    b = data.batch("val")
+    torch.testing.assert_close(stack(b)[2], nets[2](b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown methods"):
+        train_seed(data, TrainConfig(methods=("mtl", "magic")), seed=0)
 
 
 def test_qm9_smiles_become_graphs():
@@ -150,16 +236,15 @@ def test_gaussian_expansion_has_no_subnormal_tails():
 def test_summed_loss_curvature_is_sum_of_task_curvatures():
     from matdiscovery.hessian.mtl import task_curvature
 
-    rng = np.random.default_rng(1)
-    graphs = [crystal_graph(_srtio3(3.7 + 0.5 * rng.random()), [rng.normal(), rng.normal()], n_gaussians=32)
-              for _ in range(12)]
-    data = TaskData("perov_5", ("a", "b"), *split(graphs, (0.5, 0.25, 0.25), seed=0))
+    data = _tiny_data(12, seed=1)
+    batch = data.batch("train")
     torch.manual_seed(0)
-    model = CGCNN(n_targets=2, dim=4, n_layers=1, hidden=8)
-    kw = dict(n_eigs=2, trace_probes=6, slq_probes=1, slq_steps=5, batch_size=6, max_steps=10, trace_deflate=0)
-    parts = [task_curvature(model, data, t, **kw) for t in (0, 1)]
-    total = task_curvature(model, data, None, **kw)
+    model = CGCNN(n_targets=3, dim=4, n_layers=1, hidden=8)
+    kw = dict(n_eigs=2, trace_probes=6, slq_probes=1, slq_steps=5, max_steps=10, trace_deflate=0)
+    parts = [task_curvature(model, batch, data.transform, t, **kw) for t in (0, 1, 2)]
+    total = task_curvature(model, batch, data.transform, None, **kw)
     # the Hessian is linear in the loss: with the same probes the Hutchinson samples add up exactly
-    np.testing.assert_allclose(total.trace.samples, parts[0].trace.samples + parts[1].trace.samples, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(total.trace.samples, sum(p.trace.samples for p in parts), rtol=1e-4, atol=1e-6)
     # and the top eigenvalue of a sum is at most the sum of the top eigenvalues
-    assert total.eigenvalues[0] <= parts[0].eigenvalues[0] + parts[1].eigenvalues[0] + 1e-4
+    assert total.eigenvalues[0] <= sum(p.eigenvalues[0] for p in parts) + 1e-4
+    assert 0 <= total.negative_fraction <= 1

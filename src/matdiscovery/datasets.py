@@ -3,7 +3,9 @@
 Every loader
 
 - reads from :func:`matdiscovery.paths.data_dir` unless given a ``path``;
-- raises :class:`DataMissingError` naming the file and the fix (``dvc pull``) when it is absent;
+- raises :class:`DataMissingError` naming the file and the fix (``make data``, i.e.
+  ``dvc pull data.dvc``) when it is absent;
+- raises :class:`MalformedFileError` naming the file when it is empty, binary or not a CSV;
 - on a malformed row (bad CIF, unparsable formula, non-numeric target) raises
   :class:`MalformedRowError` naming file, row and column, or with ``on_error="skip"`` drops
   the row, records it in ``frame.attrs["skipped"]`` (a list of :class:`BadRow`) and warns with
@@ -15,21 +17,25 @@ energies are in Hartree (as in MoleculeNet); QM9 orbital energies in Hartree.
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import importlib.util
 import json
+import math
 import tarfile
 import warnings
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Composition, DummySpecies, Element, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
+from pymatgen.io.cif import CifParser, str2float
 
-from matdiscovery.chemistry import FormulaError, OxygenUnknownError, parse_formula
+from matdiscovery.chemistry import OxygenUnknownError, parse_formula
+from matdiscovery.geometry import min_interatomic_distance
 from matdiscovery.paths import data_dir
 
 OnError = Literal["raise", "skip"]
@@ -51,16 +57,27 @@ QM8_TARGETS = (
 )
 
 
+DATA_PULL_HINT = (
+    "Run `make data` (= `dvc pull data.dvc`) in the project root: it fetches the raw data from "
+    "the DVC remote 'team' (../shared/dvc-store beside the clone, see .dvc/config). A plain "
+    "`dvc pull` also tries the pipeline outputs, which are not in the remote, and fails."
+)
+
+
 class DataMissingError(FileNotFoundError):
     """A raw data file is not on disk."""
 
     def __init__(self, path: Path, hint: str | None = None):
         self.path = Path(path)
-        fix = hint or (
-            "Run `dvc pull` in the project root (remote 'team' = ../shared/dvc-store), "
-            "or `make data`."
-        )
-        super().__init__(f"Data file not found: {self.path}. {fix}")
+        super().__init__(f"Data file not found: {self.path}. {hint or DATA_PULL_HINT}")
+
+
+class MalformedFileError(ValueError):
+    """A data file cannot be read as a table at all (empty, binary, not CSV); names the file."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"Cannot read {self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,32 @@ class MalformedRowError(ValueError):
     def __init__(self, bad: BadRow):
         self.bad = bad
         super().__init__(f"Malformed row in {bad}. Pass on_error='skip' to drop and count such rows.")
+
+
+_SNIFF_BYTES = 1 << 16
+
+
+def _read_csv(file: Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures name the file: an empty, binary (or not UTF-8) or
+    untokenisable file raises :class:`MalformedFileError`."""
+    with open(file, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head.strip():
+        raise MalformedFileError(file, "the file is empty (expected a CSV with a header row)")
+    if head.startswith(b"\x1f\x8b"):
+        raise MalformedFileError(file, "gzip-compressed, not a text CSV (decompress it first)")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        if b"\x00" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\x00"), head.index(b"\x00") + 1, "NUL byte")
+    except UnicodeDecodeError as exc:
+        raise MalformedFileError(
+            file, f"binary content (byte {exc.start}: {exc.reason}), not a UTF-8 text CSV"
+        ) from None
+    try:
+        return pd.read_csv(file, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MalformedFileError(file, f"not a readable CSV ({type(exc).__name__}: {exc})") from exc
 
 
 def _require(path: Path) -> Path:
@@ -213,7 +256,7 @@ def supercon_year(journal: pd.Series) -> pd.Series:
 
 
 def _formula_tc_table(file: Path, formula_col: str, tc_col: str, on_error: OnError) -> pd.DataFrame:
-    raw = pd.read_csv(file, dtype=str, keep_default_na=False)
+    raw = _read_csv(file, dtype=str, keep_default_na=False)
     skipped: list[BadRow] = []
     frame = _convert_column(raw, tc_col, "tc_K", _numeric, file, on_error, skipped)
     frame = _convert_column(frame, formula_col, "composition", lambda f: parse_formula(f)[0], file, on_error, skipped)
@@ -237,7 +280,7 @@ def load_jarvis_supercon_3d(path: str | Path | None = None, on_error: OnError = 
     """JARVIS DFT electron-phonon (BCS) Tc: ``jid``, ``tc_K`` (K). Other columns are empty upstream."""
     _check_on_error(on_error)
     file = _resolve(path, "superconductors/jarvis_supercon_3d.csv")
-    raw = pd.read_csv(file, dtype=str, keep_default_na=False)
+    raw = _read_csv(file, dtype=str, keep_default_na=False)
     skipped: list[BadRow] = []
     frame = _convert_column(raw, "tc", "tc_K", _numeric, file, on_error, skipped)
     return _finish(frame[["jid", "tc_K"]], file, skipped)
@@ -259,7 +302,7 @@ def load_jarvis_dft(path: str | Path | None = None, on_error: OnError = "raise")
     """
     _check_on_error(on_error)
     file = _resolve(path, "jarvis/jarvis_dft_3d_properties.csv")
-    raw = pd.read_csv(file, dtype=str, keep_default_na=False)
+    raw = _read_csv(file, dtype=str, keep_default_na=False)
     skipped: list[BadRow] = []
     frame = raw
     for col in JARVIS_DFT_TARGETS:
@@ -277,15 +320,106 @@ def load_jarvis_dft(path: str | Path | None = None, on_error: OnError = "raise")
 # --------------------------------------------------------------------------- crystal structures
 
 
+_CELL_LENGTHS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
+_CELL_ANGLES = ("_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+_FRACT = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+_CARTN = ("_atom_site_Cartn_x", "_atom_site_Cartn_y", "_atom_site_Cartn_z")
+COINCIDENT_SITES_A = 0.01  # Å: two sites closer than this are "the same position" in error messages
+
+
+def _cif_number(data: dict, key: str) -> float:
+    if key not in data:
+        raise ValueError(f"CIF has no {key} (truncated?)")
+    try:
+        return float(str2float(data[key]))
+    except (TypeError, ValueError):
+        raise ValueError(f"CIF field {key} = {data[key]!r} is not a number") from None
+
+
+def _check_cif_block(data: dict) -> None:
+    """The cell and atom-site fields of one CIF data block, checked before pymatgen reads them."""
+    for key in _CELL_LENGTHS:
+        value = _cif_number(data, key)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"CIF field {key} = {data[key]} is not a positive length (Å)")
+    for key in _CELL_ANGLES:
+        value = _cif_number(data, key)
+        if not 0 < value < 180:
+            raise ValueError(f"CIF field {key} = {data[key]} is not an angle in (0, 180) degrees")
+    if not (all(k in data for k in _FRACT) or all(k in data for k in _CARTN)):
+        raise ValueError("CIF has no atom-site coordinates (_atom_site_fract_x/y/z; truncated?)")
+
+
+def _coincident_sites(data: dict) -> str | None:
+    """The reason a CIF pymatgen rejected failed when two listed sites coincide, else ``None``."""
+    try:
+        lattice = Lattice.from_parameters(*(_cif_number(data, k) for k in (*_CELL_LENGTHS, *_CELL_ANGLES)))
+        coords = np.array([[str2float(v) for v in data[k]] for k in _FRACT]).T
+        raw = Structure(lattice, ["H"] * len(coords), coords)  # only the positions matter here
+        shortest = min_interatomic_distance(raw)
+    except Exception:  # noqa: BLE001 - only a diagnosis: pymatgen's own reason is reported instead
+        return None
+    if shortest >= COINCIDENT_SITES_A:
+        return None
+    return f"atoms on the same position (shortest interatomic distance {shortest:.3f} Å among the listed sites)"
+
+
 def _parse_cif(text: object) -> Structure:
+    """One :class:`Structure` from CIF text, or ``ValueError`` saying what is wrong with the CIF.
+
+    Rejected with a reason: text that is not a CIF, a truncated CIF (a ``loop_`` whose values do
+    not fill its columns, missing cell or atom-site fields), a non-positive cell length or an
+    angle outside (0, 180)°, atoms on the same position, an unknown element symbol (pymatgen would
+    read ``Xx`` as a dummy species) and a CIF without atoms. Sites that merely sit close together
+    are read (generated structures are judged by the validity checks, not here).
+    """
     if not isinstance(text, str) or "_cell_length_a" not in text:
         raise ValueError("not a CIF (no _cell_length_a)")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        structure = Structure.from_str(text, fmt="cif")
+        warnings.simplefilter("ignore", UserWarning)  # pymatgen's parser notes; its failures are kept below
+        try:
+            parser = CifParser.from_str(text)
+        except (ValueError, ZeroDivisionError, IndexError, KeyError) as exc:
+            raise ValueError(
+                f"truncated or malformed CIF: a loop_ whose values do not fill its columns "
+                f"(pymatgen: {type(exc).__name__}: {exc})"
+            ) from exc
+        blocks = [b for b in parser.as_dict().values() if any(k in b for k in _CELL_LENGTHS)]
+        for block in blocks:
+            _check_cif_block(block)
+        try:
+            structure = parser.parse_structures(primitive=False)[0]
+        except ValueError as exc:
+            why = next(filter(None, map(_coincident_sites, blocks)), None)
+            notes = "; ".join(dict.fromkeys(w.strip().replace("\n", ": ") for w in parser.warnings))
+            raise ValueError(why or f"pymatgen could not build a structure ({notes or exc})") from exc
+    unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
+    if unknown:
+        raise ValueError(f"unknown element symbol(s) {unknown} (pymatgen would read them as dummy species)")
     if len(structure) == 0:
         raise ValueError("CIF has no atoms")
+    if len(blocks) == 1:
+        _check_declared_formula(blocks[0], structure)
     return structure
+
+
+def _check_declared_formula(data: dict, structure: Structure) -> None:
+    """A CIF cut at a row boundary still parses, with fewer sites: compare the sites read with
+    ``_chemical_formula_sum`` (the cell content, as pymatgen writes it, or × ``_cell_formula_units_Z``)."""
+    declared = data.get("_chemical_formula_sum")
+    if not isinstance(declared, str) or not declared.strip():
+        return
+    try:
+        formula_sum = Composition(declared)
+        z = _cif_number(data, "_cell_formula_units_Z") if "_cell_formula_units_Z" in data else 1.0
+    except ValueError:
+        return  # an unreadable declaration is pymatgen's warning, not a reason to drop the row
+    read = structure.composition.element_composition
+    if not any(read.almost_equals(formula_sum * n, rtol=0, atol=0.01) for n in (1, z)):
+        raise ValueError(
+            f"sites read ({read.formula}) differ from _chemical_formula_sum '{declared}' "
+            f"(Z = {z:g}): atom-site rows missing (truncated CIF?) or extra"
+        )
 
 
 def load_structure_csv(
@@ -302,8 +436,10 @@ def load_structure_csv(
     Use this for MP-20 (``material_id, cif, formation_energy_per_atom, band_gap, ...``) when you have it.
     """
     _check_on_error(on_error)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     file = _require(Path(path))
-    raw = pd.read_csv(file, nrows=limit)
+    raw = _read_csv(file, nrows=limit)
     raw = raw.drop(columns=[c for c in raw.columns if c.startswith("Unnamed")])
     for col in (id_column, cif_column):
         if col not in raw.columns:

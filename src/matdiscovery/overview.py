@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 from pymatgen.core import Composition, Structure
 
 from matdiscovery.datasets import BadRow
+from matdiscovery.geometry import min_interatomic_distance
 
 
 def element_frequencies(compositions: Iterable[Composition]) -> pd.Series:
@@ -48,18 +48,11 @@ def _round_formula(comp: Composition) -> str:
 def structure_sizes(structures: Sequence[Structure]) -> pd.DataFrame:
     """Per structure: ``n_sites``, ``volume_per_atom`` (Å^3), ``density`` (g/cm^3), ``n_elements``,
     ``min_distance`` (Å, shortest interatomic distance including periodic images)."""
-    rows = []
-    for s in structures:
-        dm = s.distance_matrix
-        off = dm[~np.eye(len(s), dtype=bool)]
-        min_pair = float(off.min()) if off.size else np.inf
-        # single-site or very small cells: include the lattice translation itself
-        min_lattice = float(min(s.lattice.abc))
-        rows.append({
-            "n_sites": len(s),
-            "volume_per_atom": s.volume / len(s),
-            "density": float(s.density),
-            "n_elements": len(s.composition.elements),
-            "min_distance": min(min_pair, min_lattice),
-        })
+    rows = [{
+        "n_sites": len(s),
+        "volume_per_atom": s.volume / len(s),
+        "density": float(s.density),
+        "n_elements": len(s.composition.elements),
+        "min_distance": min_interatomic_distance(s),
+    } for s in structures]
     return pd.DataFrame(rows)

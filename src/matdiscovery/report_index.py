@@ -35,10 +35,11 @@ HEADLINE_METRICS = {
         "paper_chgnet_mae_eV_per_atom_matbench_discovery",
     ],
     "03_hessian_spectra": [
-        "pyhessian_speedup", "spearman_top_eigenvalue_vs_mtl_penalty",
-        "perov_5.curvature_ratio_mtl", "perov_5.curvature_ratio_stl", "perov_5.n_tasks_mtl_worse_than_stl",
-        "jarvis.curvature_ratio_mtl", "jarvis.curvature_ratio_stl", "jarvis.n_tasks_mtl_worse_than_stl",
-        "qm9.curvature_ratio_mtl", "qm9.curvature_ratio_stl", "qm9.n_tasks_mtl_worse_than_stl",
+        "molecules_dataset", "qm8.verdict", "jarvis.verdict", "qm8.curvature_verdict", "jarvis.curvature_verdict",
+        "qm8.uw_verdict", "jarvis.uw_verdict", "qm8.upgrad_verdict", "jarvis.upgrad_verdict",
+        "qm8.famo_verdict", "jarvis.famo_verdict", "qm8.mtl_wide_verdict", "jarvis.mtl_wide_verdict",
+        "pyhessian_speedup.top1", "pyhessian_speedup.topk", "pyhessian_speedup.trace", "pyhessian_speedup.density",
+        "hvp_over_gradient",
     ],
     "04_closed_loop": [
         "improvement_ratio", "improvement_ratio_ci_low", "improvement_ratio_ci_high", "paper_improvement_ratio_lower_bound",

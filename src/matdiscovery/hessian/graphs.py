@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from pymatgen.core import Structure
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from matdiscovery.composition import element_table
 
@@ -86,3 +86,67 @@ def molecule_graph(smiles: str, y: Sequence[float] | None = None) -> Data:
     if y is not None:
         data.y = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(1, -1))
     return data
+
+
+class GraphStore:
+    """Many small graphs concatenated once, so that a mini-batch is a few vectorised index
+    operations instead of :meth:`Batch.from_data_list` over Python objects (the per-epoch
+    collation cost of a ``DataLoader``).
+
+    Node-level tensors (``x``, ``weight``, ``z``, …), edge-level tensors (``edge_attr``) and the
+    local ``edge_index`` of each graph are stored back to back with ``node_ptr``/``edge_ptr``
+    offsets; ``y`` is ``(n_graphs, n_targets)`` (NaN = missing label). Non-tensor attributes
+    (e.g. a formula string) are dropped.
+    """
+
+    def __init__(self, graphs: Sequence[Data]):
+        if not graphs:
+            raise ValueError("GraphStore needs at least one graph")
+        first = graphs[0]
+        self.node_keys = [k for k in first.keys() if torch.is_tensor(first[k]) and first.is_node_attr(k)]
+        self.edge_keys = [k for k in first.keys()
+                          if torch.is_tensor(first[k]) and first.is_edge_attr(k) and k != "edge_index"]
+        n_nodes = torch.tensor([g.num_nodes for g in graphs])
+        n_edges = torch.tensor([g.edge_index.shape[1] for g in graphs])
+        self.node_ptr = torch.cat([torch.zeros(1, dtype=torch.long), n_nodes.cumsum(0)])
+        self.edge_ptr = torch.cat([torch.zeros(1, dtype=torch.long), n_edges.cumsum(0)])
+        self.nodes = {k: torch.cat([g[k] for g in graphs]) for k in self.node_keys}
+        self.edges = {k: torch.cat([g[k] for g in graphs]) for k in self.edge_keys}
+        self.edge_index = torch.cat([g.edge_index for g in graphs], dim=1)  # local (per-graph) indices
+        self.y = torch.cat([g.y for g in graphs]) if getattr(first, "y", None) is not None else None
+
+    def __len__(self) -> int:
+        return len(self.node_ptr) - 1
+
+    @staticmethod
+    def _ranges(ptr: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenated ``arange(ptr[i], ptr[i+1])`` over ``idx`` and the per-range lengths."""
+        counts = ptr[idx + 1] - ptr[idx]
+        starts = torch.repeat_interleave(ptr[idx], counts)
+        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        return starts + offsets, counts
+
+    def batch(self, idx) -> Batch:
+        """The graphs ``idx`` (in that order) as one PyG :class:`Batch`."""
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1)
+        if len(idx) == 0:
+            raise ValueError("cannot batch zero graphs")
+        if int(idx.min()) < 0 or int(idx.max()) >= len(self):
+            raise IndexError(f"graph index out of range for a store of {len(self)} graphs")
+        node_sel, n_counts = self._ranges(self.node_ptr, idx)
+        edge_sel, e_counts = self._ranges(self.edge_ptr, idx)
+        new_ptr = torch.cat([torch.zeros(1, dtype=torch.long), n_counts.cumsum(0)])
+        shift = torch.repeat_interleave(new_ptr[:-1], e_counts)
+        out = {k: v[node_sel] for k, v in self.nodes.items()}
+        out.update({k: v[edge_sel] for k, v in self.edges.items()})
+        out["edge_index"] = self.edge_index[:, edge_sel] + shift
+        if self.y is not None:
+            out["y"] = self.y[idx]
+        out["batch"] = torch.repeat_interleave(torch.arange(len(idx)), n_counts)
+        out["ptr"] = new_ptr
+        return Batch(**out)
+
+    def graph(self, i: int) -> Data:
+        """Graph ``i`` as a plain :class:`Data` (for code that wants a list of graphs)."""
+        b = self.batch([i])
+        return Data(**{k: b[k] for k in b.keys() if k not in ("batch", "ptr")})

@@ -9,7 +9,12 @@
 - ``method="forward_over_reverse"``: :func:`torch.func.jvp` of :func:`torch.func.grad` over a
   functional call of the model (recomputes the forward pass; no graph kept in memory).
 
-Losses over several batches are averaged with weights ∝ batch size ("batched over data").
+Several batches: with a :class:`TaskLoss` the batches are weighted by label count (each task's
+squared errors are divided by its total over all batches, so the batch losses sum to the exact
+data-set loss); any other ``loss_fn`` is averaged with weights ∝ graphs per batch. With one
+batch the gradient graph is built once and kept (fast); with several (``retain_graphs=False``,
+the default there) each product rebuilds and frees one batch's graph at a time, so memory stays
+flat in the number of batches (a full-training-set Hessian streams its batches).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class HessianOperator:
     batches: Sequence[object]
     params: Sequence[torch.Tensor] | None = None
     method: str = "double_backward"
+    retain_graphs: bool | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("double_backward", "forward_over_reverse"):
@@ -70,8 +76,14 @@ class HessianOperator:
         self.dim = int(sum(self.numels))
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
-        sizes = torch.tensor([_batch_size(b) for b in self.batches], dtype=torch.float64)
-        self.batch_weights = (sizes / sizes.sum()).tolist()
+        if isinstance(self.loss_fn, TaskLoss) and len(self.batches) > 1:
+            self.loss_fn = self.loss_fn.over(self.batches)
+            self.batch_weights = [1.0] * len(self.batches)
+        else:
+            sizes = torch.tensor([_batch_size(b) for b in self.batches], dtype=torch.float64)
+            self.batch_weights = (sizes / sizes.sum()).tolist()
+        if self.retain_graphs is None:
+            self.retain_graphs = len(self.batches) == 1
         self.n_matvecs = 0
         self._grads: list[tuple[torch.Tensor, ...]] | None = None
         self.model.eval()  # dropout off; BatchNorm uses running statistics
@@ -99,17 +111,21 @@ class HessianOperator:
         return out
 
     # ------------------------------------------------------------------ products
-    def _graphs(self) -> list[tuple[torch.Tensor, ...]]:
+    def _grad_graph(self, batch) -> tuple[torch.Tensor, ...]:
+        loss = self.loss_fn(self.model, batch)
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        g = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        # parameters the loss does not touch have zero gradient and zero curvature
+        return tuple(p * 0 if gi is None else gi for gi, p in zip(g, self.params))
+
+    def _graphs(self):
+        """Each batch's gradient graph: kept after the first use with ``retain_graphs``, else
+        rebuilt lazily and dropped after use (one batch's graph alive at a time)."""
+        if not self.retain_graphs:
+            return (self._grad_graph(b) for b in self.batches)
         if self._grads is None:
-            grads = []
-            for b in self.batches:
-                loss = self.loss_fn(self.model, b)
-                if loss.dim() != 0:
-                    raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
-                g = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-                # parameters the loss does not touch have zero gradient and zero curvature
-                grads.append(tuple(p * 0 if gi is None else gi for gi, p in zip(g, self.params)))
-            self._grads = grads
+            self._grads = [self._grad_graph(b) for b in self.batches]
         return self._grads
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -131,7 +147,7 @@ class HessianOperator:
             # which falls back to slow per-sample loops for PyG's scatter kernels
             for i in range(k):
                 hv = torch.autograd.grad(grads, self.params, grad_outputs=self.unflatten(V[i]),
-                                         retain_graph=True, allow_unused=True)
+                                         retain_graph=self.retain_graphs or i < k - 1, allow_unused=True)
                 out[i] += w * self.flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params)])
         return out
 
@@ -183,31 +199,60 @@ def masked_task_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
     mask = ~torch.isnan(target)
     diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    return diff.pow(2).sum(dim=0) / mask.sum(dim=0).clamp_min(1)
+    return diff.pow(2).sum(dim=-2) / mask.sum(dim=-2).clamp_min(1)
 
 
-def task_loss_fn(
-    task: int | None,
-    target_scale: tuple[torch.Tensor, torch.Tensor] | None = None,
-    weights: torch.Tensor | None = None,
-) -> LossFn:
-    """A ``loss_fn(model, batch)`` for :class:`HessianOperator` on PyG batches with ``batch.y``.
+class TaskLoss:
+    """``loss(model, batch)`` for :class:`HessianOperator` on PyG batches with ``batch.y``.
 
     ``task=i``: that task's masked MSE; ``task=None``: the multi-task loss Σ_t w_t L_t
-    (``weights`` default ones). Targets are standardised with ``target_scale=(mean, std)`` as in
-    training, so curvatures of different tasks are on a common scale.
+    (``weights`` default ones). ``transform`` (a :class:`~matdiscovery.hessian.mtl.TargetTransform`
+    or anything with ``raw_to_unit``) maps labels as in training, so curvatures of different tasks
+    share a scale. With ``totals`` (labelled entries per task over a whole data set) each task's
+    squared errors are divided by its data-set total instead of the batch count, so the losses
+    of several batches *sum* to the exact data-set loss, weighted by label count.
     """
 
-    def fn(model: nn.Module, batch) -> torch.Tensor:
+    def __init__(self, task: int | None, transform=None, weights: torch.Tensor | None = None,
+                 totals: torch.Tensor | None = None):
+        self.task, self.transform, self.weights, self.totals = task, transform, weights, totals
+
+    def _target(self, batch) -> torch.Tensor:
         y = batch.y
-        if target_scale is not None:
-            y = (y - target_scale[0].to(y)) / target_scale[1].to(y)
-        losses = masked_task_losses(model(batch), y)
-        if task is not None:
-            if not 0 <= task < losses.numel():
-                raise ValueError(f"task index {task} out of range for {losses.numel()} tasks")
-            return losses[task]
-        w = torch.ones_like(losses) if weights is None else weights.to(losses)
+        return y if self.transform is None else self.transform.raw_to_unit(y)
+
+    def __call__(self, model: nn.Module, batch) -> torch.Tensor:
+        y = self._target(batch)
+        pred = model(batch)
+        if pred.shape != y.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(y.shape)}")
+        if self.task is not None and not 0 <= self.task < y.shape[-1]:
+            raise ValueError(f"task index {self.task} out of range for {y.shape[-1]} tasks")
+        if self.totals is None:
+            losses = masked_task_losses(pred, y)
+        else:
+            mask = ~torch.isnan(y)
+            sq = torch.where(mask, pred - torch.nan_to_num(y), torch.zeros_like(pred)).pow(2).sum(dim=0)
+            losses = sq / self.totals.to(sq).clamp_min(1)
+        if self.task is not None:
+            return losses[self.task]
+        w = torch.ones_like(losses) if self.weights is None else self.weights.to(losses)
         return (losses * w).sum()
 
-    return fn
+    def label_counts(self, batch) -> torch.Tensor:
+        """Labelled entries per task in ``batch``."""
+        return (~torch.isnan(batch.y)).sum(dim=0)
+
+    def over(self, batches: Sequence[object]) -> "TaskLoss":
+        """This loss with per-task totals over ``batches`` (see the class docstring)."""
+        totals = sum(self.label_counts(b) for b in batches)
+        if self.task is not None and not 0 <= self.task < totals.numel():
+            raise ValueError(f"task index {self.task} out of range for {totals.numel()} tasks")
+        if self.task is not None and int(totals[self.task]) == 0:
+            raise ValueError(f"task {self.task} has no labels in the {len(batches)} batch(es)")
+        return TaskLoss(self.task, self.transform, self.weights, totals)
+
+
+def task_loss_fn(task: int | None, transform=None, weights: torch.Tensor | None = None) -> TaskLoss:
+    """Shorthand for :class:`TaskLoss` (``task=None``: the summed multi-task loss)."""
+    return TaskLoss(task, transform, weights)

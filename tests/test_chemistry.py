@@ -4,6 +4,7 @@ from pymatgen.core import Composition, Element
 from matdiscovery.chemistry import (
     MAX_AMOUNT,
     FormulaError,
+    OxygenUnknownError,
     check_elements,
     parse_formula,
 )
@@ -50,6 +51,28 @@ def test_check_elements():
     assert check_elements(["Zr", "In", "Ni"]) == [Element("Zr"), Element("In"), Element("Ni")]
     with pytest.raises(ValueError, match="Qq"):
         check_elements(["Zr", "Qq"])
+
+
+@pytest.mark.parametrize(
+    "formula, cations",
+    [
+        ("Y1Ba2Cu3OX", "Y1 Ba2 Cu3"),
+        ("Y1Ba2Cu3OY", "Y1 Ba2 Cu3"),      # a trailing OY is not an extra yttrium atom
+        ("Yb16Ba1Cu2Oz", "Yb16 Ba1 Cu2"),
+        ("Bi2Sr2Ca1Cu2OZ", "Bi2 Sr2 Ca1 Cu2"),
+    ],
+)
+def test_unknown_oxygen_carries_the_cations(formula, cations):
+    with pytest.raises(OxygenUnknownError, match="in place of the amount of O") as info:
+        parse_formula(formula)
+    assert info.value.cations == Composition(cations)
+    assert isinstance(info.value, FormulaError)  # existing callers still see a FormulaError
+
+
+def test_unknown_oxygen_not_terminal_has_no_cations():
+    with pytest.raises(OxygenUnknownError) as info:
+        parse_formula("Y1Ba2Cu3OzF1")
+    assert info.value.cations is None
 
 
 @pytest.mark.parametrize(

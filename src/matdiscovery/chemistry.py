@@ -6,7 +6,9 @@ X, Y, Z, D, x, y, z, d) that follows a number is dropped, i.e. the nominal stoic
 used (δ → 0), and the entry is flagged ``oxygen_variable``. A variable that stands in place of
 an amount (``OZ``, ``Oz-0.8``, and ``OY`` / ``OD`` at the end of a formula, where the variable
 letter is also an element symbol: ``Y1Ba2Cu3OY`` is not one extra yttrium atom), a negative amount (``Ca-0.1``), an unknown element symbol or an
-empty formula is malformed and raises :class:`FormulaError`.
+empty formula is malformed and raises :class:`FormulaError`; when the unknown amount is the
+oxygen content at the end of the formula the error is an :class:`OxygenUnknownError` carrying
+the cation part (``Y1Ba2Cu3Oz`` → ``Y1Ba2Cu3``), so a caller may supply a nominal oxygen content.
 
 Two more rules, each raising :class:`FormulaError` with the reason:
 
@@ -39,6 +41,18 @@ class FormulaError(ValueError):
     """A formula that cannot be turned into a Composition; the message says why."""
 
 
+class OxygenUnknownError(FormulaError):
+    """The oxygen amount is a variable (``Oz``, ``OX``, a trailing ``OY``): content unknown.
+
+    ``cations`` is the composition of everything before the oxygen when the variable ends the
+    formula (atoms per formula unit), else ``None``.
+    """
+
+    def __init__(self, message: str, cations: Composition | None):
+        super().__init__(message)
+        self.cations = cations
+
+
 def parse_formula(formula: str) -> tuple[Composition, bool]:
     """Parse a database formula into a :class:`~pymatgen.core.Composition`.
 
@@ -64,18 +78,20 @@ def parse_formula(formula: str) -> tuple[Composition, bool]:
         pos = m.end()
         if (symbol in VARIABLE_LETTERS and amount == "" and m.end() == len(cleaned)
                 and previous is not None and previous == ("O", "")):
-            raise FormulaError(
-                f"formula {formula!r}: variable {symbol!r} in place of the amount of O (content unknown)"
+            raise OxygenUnknownError(
+                f"formula {formula!r}: variable {symbol!r} in place of the amount of O (content unknown)",
+                _cations(amounts),
             )
         if not Element.is_valid_symbol(symbol):
             if len(symbol) == 2 and symbol[1] in VARIABLE_LETTERS and Element.is_valid_symbol(symbol[0]):
-                raise FormulaError(
-                    f"formula {formula!r}: variable {symbol[1]!r} in place of the amount of {symbol[0]} (content unknown)"
-                )
+                message = f"formula {formula!r}: variable {symbol[1]!r} in place of the amount of {symbol[0]} (content unknown)"
+                if symbol[0] == "O":
+                    terminal = m.end() == len(cleaned)
+                    raise OxygenUnknownError(message, _cations(amounts) if terminal else None)
+                raise FormulaError(message)
             if symbol in VARIABLE_LETTERS and previous is not None and previous[1] == "":
-                raise FormulaError(
-                    f"formula {formula!r}: variable {symbol!r} in place of the amount of {previous[0]} (content unknown)"
-                )
+                message = f"formula {formula!r}: variable {symbol!r} in place of the amount of {previous[0]} (content unknown)"
+                raise (OxygenUnknownError(message, None) if previous[0] == "O" else FormulaError(message))
             raise FormulaError(f"formula {formula!r}: unknown element symbol {symbol!r}")
         if symbol in ISOTOPE_SYMBOLS:
             raise FormulaError(_isotope_message(formula, symbol, cleaned[m.end(1):m.end(1) + 1]))
@@ -98,6 +114,12 @@ def parse_formula(formula: str) -> tuple[Composition, bool]:
     if not amounts or sum(amounts.values()) <= 0:
         raise FormulaError(f"formula {formula!r}: no atoms")
     return Composition(amounts), variable
+
+
+def _cations(amounts: dict[str, float]) -> Composition | None:
+    """The composition read so far without any oxygen (its total amount is unknown)."""
+    rest = {k: v for k, v in amounts.items() if k != "O" and v > 0}
+    return Composition(rest) if rest else None
 
 
 def _isotope_message(formula: str, symbol: str, following: str) -> str:

@@ -34,7 +34,7 @@ from pymatgen.core import Composition, DummySpecies, Element, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 from pymatgen.io.cif import CifParser, str2float
 
-from matdiscovery.chemistry import parse_formula
+from matdiscovery.chemistry import OxygenUnknownError, parse_formula
 from matdiscovery.geometry import min_interatomic_distance
 from matdiscovery.paths import data_dir
 
@@ -190,13 +190,19 @@ def _numeric(value: object) -> float:
 # --------------------------------------------------------------------------- superconductors
 
 
-def load_supercon_nims(path: str | Path | None = None, on_error: OnError = "raise") -> pd.DataFrame:
+def load_supercon_nims(path: str | Path | None = None, on_error: OnError = "raise",
+                       keep_oxygen_unknown: bool = False) -> pd.DataFrame:
     """NIMS SuperCon export: one row per measurement.
 
     Columns: ``num`` (SuperCon data number), ``name`` (common formula), ``formula`` (chemical
     formula as written), ``composition`` (:class:`Composition`, oxygen-variable rule of
-    :mod:`matdiscovery.chemistry`), ``oxygen_variable`` (bool), ``family`` (structure family,
-    e.g. ``Y123``; ``None`` when blank), ``tc_K`` (float, K), ``journal``.
+    :mod:`matdiscovery.chemistry`), ``oxygen_variable`` (bool), ``oxygen_unknown`` (bool),
+    ``family`` (structure family, e.g. ``Y123``; ``None`` when blank), ``tc_K`` (float, K),
+    ``journal``, ``year`` (publication year read from ``journal``, :data:`SUPERCON_YEAR`; NA if none).
+
+    Rows whose oxygen amount is a variable (``Y1Ba2Cu3Oz``) are malformed by default; with
+    ``keep_oxygen_unknown`` they are kept with ``oxygen_unknown=True`` and ``composition`` = the
+    cation part only (no oxygen), for a caller that supplies a nominal oxygen content.
     """
     _check_on_error(on_error)
     file = _resolve(path, "superconductors/supercon_nims.tsv")
@@ -206,15 +212,47 @@ def load_supercon_nims(path: str | Path | None = None, on_error: OnError = "rais
         raise MalformedRowError(BadRow(file.name, -1, "header", ",".join(raw.columns), f"expected columns {expected}"))
     skipped: list[BadRow] = []
     frame = _convert_column(raw, "tc", "tc_K", _numeric, file, on_error, skipped)
-    frame = _convert_column(frame, "element", "parsed", parse_formula, file, on_error, skipped)
+
+    def parse(formula: str) -> tuple[Composition, bool, bool]:
+        try:
+            return (*parse_formula(formula), False)
+        except OxygenUnknownError as exc:
+            if not keep_oxygen_unknown or exc.cations is None:
+                raise
+            return exc.cations, False, True
+
+    frame = _convert_column(frame, "element", "parsed", parse, file, on_error, skipped)
     frame = frame.assign(
         composition=[p[0] for p in frame["parsed"]],
         oxygen_variable=[p[1] for p in frame["parsed"]],
+        oxygen_unknown=[p[2] for p in frame["parsed"]],
         family=frame["str3"].str.strip().replace("", None),
         num=frame["num"].astype(int),
+        year=supercon_year(frame["journal"]),
     ).rename(columns={"element": "formula"})
-    frame = frame[["num", "name", "formula", "composition", "oxygen_variable", "family", "tc_K", "journal"]]
+    frame = frame[["num", "name", "formula", "composition", "oxygen_variable", "oxygen_unknown", "family", "tc_K",
+                   "journal", "year"]]
     return _finish(frame, file, skipped)
+
+
+#: Publication years accepted from SuperCon's ``journal`` field.
+SUPERCON_YEAR = (1900, 2025)
+
+
+def supercon_year(journal: pd.Series) -> pd.Series:
+    """Publication year from SuperCon ``journal`` strings (``'Phys.Rev.B,46(1992)11019'`` → 1992).
+
+    A year in parentheses wins; otherwise the first free-standing four-digit number in
+    :data:`SUPERCON_YEAR` (``'PRENUM PRESS 1973'``). Returns nullable integers (NA if none).
+    """
+    text = journal.astype(str)
+    paren = text.str.extract(r"\((\d{4})\)", expand=False)
+    loose = text.str.extract(r"(?<!\d)(\d{4})(?!\d)", expand=False)
+    year = pd.to_numeric(paren, errors="coerce")
+    year = year.where(year.between(*SUPERCON_YEAR))
+    fallback = pd.to_numeric(loose, errors="coerce")
+    year = year.fillna(fallback.where(fallback.between(*SUPERCON_YEAR)))
+    return year.astype("Int64")
 
 
 def _formula_tc_table(file: Path, formula_col: str, tc_col: str, on_error: OnError) -> pd.DataFrame:

@@ -44,9 +44,13 @@ HEADLINE_METRICS = {
         "hvp_over_gradient",
     ],
     "04_closed_loop": [
-        "success_rate_by_cycle_closed", "success_rate_by_cycle_open", "improvement_ratio",
-        "improvement_ratio_ucb", "improvement_ratio_diverse", "paper_improvement_ratio_lower_bound",
-        "rediscovered_families", "paper_rediscovered_superconductors", "classifier_roc_auc_grouped",
+        "improvement_ratio", "improvement_ratio_ci_low", "improvement_ratio_ci_high", "paper_improvement_ratio_lower_bound",
+        "provenance_control_improvement_ratio", "closed_vs_open_discoveries_diff",
+        "closed_vs_open_discoveries_diff_p_value", "success_rate_by_cycle_closed", "success_rate_by_cycle_open",
+        "provenance_control_success_rate_by_cycle", "pool_formula_style_auc", "hidden_positive_near_duplicate_fraction",
+        "time_split_improvement_ratio", "ucb_spread_equals_bernoulli", "n_seeds", "rediscovered_compounds",
+        "paper_rediscovered_superconductors", "rediscovered_families", "zr_in_ni_max_probability",
+        "classifier_roc_auc_grouped",
     ],
 }
 

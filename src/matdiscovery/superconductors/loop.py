@@ -1,9 +1,13 @@
-"""The simulated discovery loop, its open-loop baseline, and summaries over seeds.
+"""The simulated discovery loop and its open-loop baseline.
 
 Closed loop, each cycle: fit the classifier ensemble on the training rows → score the
 remaining pool → pick ``k`` (acquisition function) → the oracle reveals their Tc → the picks
 join the training set with their measured labels. Open loop: the same acquisition on the
-scores of the initial model only, ``k`` picks per cycle, no feedback.
+scores of the initial model only, ``k`` picks per cycle, no feedback. Both start from the same
+initial model (:func:`run_seed` fits it once and shares it).
+
+Success is counted two ways: Tc ≥ ``threshold_K`` (the model's target) and, as in the paper, any
+superconductor (Tc > 0 K; ``threshold = 0``).
 """
 
 from __future__ import annotations
@@ -12,169 +16,141 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
 from matdiscovery.superconductors.acquisition import acquire
-from matdiscovery.superconductors.models import TcClassifierEnsemble, labels
+from matdiscovery.superconductors.models import EnsembleConfig, TcClassifierEnsemble, labels
 from matdiscovery.superconductors.pool import Scenario
+
+#: Success threshold meaning "any superconductor" (Tc > 0 K), the paper's definition.
+ANY_SUPERCONDUCTOR = 0.0
+
+
+def is_success(tc_K: np.ndarray, threshold_K: float) -> np.ndarray:
+    """Tc ≥ ``threshold_K``; with ``threshold_K = 0`` any superconductor (Tc > 0 K)."""
+    tc = np.asarray(tc_K, dtype=float)
+    return tc > 0 if threshold_K <= 0 else tc >= threshold_K
 
 
 @dataclass
 class LoopResult:
-    """One run: the rows picked per cycle and what the oracle said."""
+    """One run: the rows picked per cycle and what the oracle said about them."""
 
+    scenario: str
+    model: str
     acquisition: str
     closed: bool
     seed: int
+    threshold_K: float
     picks: list[np.ndarray]
     tc_revealed: list[np.ndarray]
-    threshold_K: float
-    hidden_groups: list[str]
-    pick_groups: list[np.ndarray] = field(default_factory=list)
+    components: list[np.ndarray] = field(default_factory=list)
 
-    @property
-    def success_rate(self) -> np.ndarray:
-        """Fraction of each cycle's picks with Tc ≥ threshold."""
-        return np.array([float((t >= self.threshold_K).mean()) for t in self.tc_revealed])
+    def success_rate(self, threshold_K: float | None = None) -> np.ndarray:
+        """Fraction of each cycle's picks that succeed (default: the loop's ``threshold_K``)."""
+        t = self.threshold_K if threshold_K is None else threshold_K
+        return np.array([float(is_success(tc, t).mean()) for tc in self.tc_revealed])
 
-    @property
-    def cumulative_discoveries(self) -> np.ndarray:
-        return np.cumsum([int((t >= self.threshold_K).sum()) for t in self.tc_revealed])
+    def discoveries(self, threshold_K: float | None = None) -> np.ndarray:
+        """Cumulative number of successful picks at the end of each cycle."""
+        t = self.threshold_K if threshold_K is None else threshold_K
+        return np.cumsum([int(is_success(tc, t).sum()) for tc in self.tc_revealed])
 
-    @property
-    def rediscovered_groups(self) -> list[str]:
-        """Hidden family groups with at least one successful pick."""
-        found = set()
-        for g, t in zip(self.pick_groups, self.tc_revealed):
-            found.update(g[t >= self.threshold_K].tolist())
-        return sorted(found & set(self.hidden_groups))
-
-    @property
-    def rediscovered_by_cycle(self) -> np.ndarray:
-        """Number of hidden groups re-discovered by the end of each cycle."""
-        hidden, found, counts = set(self.hidden_groups), set(), []
-        for g, t in zip(self.pick_groups, self.tc_revealed):
-            found.update(g[t >= self.threshold_K].tolist())
-            counts.append(len(found & hidden))
-        return np.array(counts)
+    def rediscovered_families(self, threshold_K: float | None = None) -> np.ndarray:
+        """Cumulative number of hidden components with at least one successful pick."""
+        t = self.threshold_K if threshold_K is None else threshold_K
+        found, out = set(), []
+        for comp, tc in zip(self.components, self.tc_revealed):
+            found.update(c for c in comp[is_success(tc, t)] if c != "jarvis")
+            out.append(len(found))
+        return np.array(out)
 
 
-def run_loop(scenario: Scenario, acquisition: str = "ucb", n_cycles: int = 4, k: int = 40, closed: bool = True,
-             beta: float = 1.0, n_estimators: int = 100, seed: int = 0, n_jobs: int = 2,
-             return_model: bool = False) -> LoopResult | tuple[LoopResult, TcClassifierEnsemble]:
-    """Run ``n_cycles`` of ``k`` picks on ``scenario`` (closed loop, or open loop if ``closed=False``).
+def _fit(scenario: Scenario, rows: np.ndarray, tc: np.ndarray, threshold_K: float, ensemble: EnsembleConfig,
+         seed: int) -> TcClassifierEnsemble:
+    return ensemble.make(seed).fit(scenario.X[rows], labels(tc, threshold_K))
 
-    With ``return_model`` also returns the last fitted classifier (trained on the initial data
-    plus every revealed pick in closed mode).
+
+def run_loop(scenario: Scenario, acquisition: str, *, ensemble: EnsembleConfig, n_cycles: int, k: int, closed: bool,
+             threshold_K: float, beta: float, seed: int, model: str = "chemistry",
+             initial: tuple[np.ndarray, np.ndarray] | None = None) -> LoopResult:
+    """``n_cycles`` of ``k`` picks on ``scenario`` (closed loop, or open loop if ``closed=False``).
+
+    ``initial``: the initial model's ``(mean, std)`` over ``scenario.pool_idx`` (fitted here if
+    not given); ``model`` names the feature set in the result (``"chemistry"``, ``"provenance"``).
     """
-    if n_cycles < 1:
-        raise ValueError(f"n_cycles must be ≥ 1, got {n_cycles}")
+    if n_cycles < 1 or k < 1:
+        raise ValueError(f"n_cycles and k must be ≥ 1, got {n_cycles} and {k}")
     if k * n_cycles > len(scenario.pool_idx):
         raise ValueError(f"{n_cycles} cycles × {k} picks exceed the pool of {len(scenario.pool_idx)}")
     rng = np.random.default_rng(seed)
-    train = list(scenario.train_idx)
+    train = np.array(scenario.train_idx)
+    train_tc = scenario.tc_K[train]
     pool = np.array(scenario.pool_idx)
-    train_tc = list(scenario.tc_K[scenario.train_idx])
-    picks, revealed, groups = [], [], []
-    model, mean, std = None, None, None
+    if initial is None:
+        initial = _fit(scenario, train, train_tc, threshold_K, ensemble, seed * 1000).predict_dist(scenario.X[pool])
+    mean, std = (np.asarray(a) for a in initial)
+    if mean.shape != (len(pool),) or std.shape != (len(pool),):
+        raise ValueError(f"initial scores must have one value per pool row ({len(pool)})")
+    picks, revealed, comps = [], [], []
     for cycle in range(n_cycles):
-        if model is None or closed:
-            model = TcClassifierEnsemble(n_estimators=n_estimators, seed=seed * 1000 + cycle, n_jobs=n_jobs)
-            model.fit(scenario.X[train], labels(np.array(train_tc), scenario.threshold_K))
-            mean, std = model.predict_dist(scenario.X[pool])
+        if cycle and closed:
+            model_c = _fit(scenario, train, train_tc, threshold_K, ensemble, seed * 1000 + cycle)
+            mean, std = model_c.predict_dist(scenario.X[pool])
         chosen = acquire(acquisition, mean, std, k, rng, beta=beta, systems=scenario.system[pool])
         rows = pool[chosen]
         tc = scenario.oracle(rows)
         picks.append(rows)
         revealed.append(tc)
-        groups.append(scenario.family[rows])
+        comps.append(scenario.component[rows])
         keep = np.ones(len(pool), dtype=bool)
         keep[chosen] = False
         pool, mean, std = pool[keep], mean[keep], std[keep]
-        train += rows.tolist()
-        train_tc += tc.tolist()
-    result = LoopResult(acquisition, closed, seed, picks, revealed, scenario.threshold_K,
-                        list(scenario.hidden_groups), groups)
-    if return_model:
-        if closed:  # refit on everything revealed, as the next cycle would
-            model = TcClassifierEnsemble(n_estimators=n_estimators, seed=seed * 1000 + n_cycles, n_jobs=n_jobs)
-            model.fit(scenario.X[train], labels(np.array(train_tc), scenario.threshold_K))
-        return result, model
-    return result
+        train = np.concatenate([train, rows])
+        train_tc = np.concatenate([train_tc, tc])
+    return LoopResult(scenario.name, model, acquisition, closed, seed, threshold_K, picks, revealed, comps)
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and Student-t confidence interval over axis 0 (seeds)."""
-    v = np.asarray(values, dtype=float)
-    if v.shape[0] < 2:
-        m = v.mean(axis=0)
-        return m, m, m
-    m = v.mean(axis=0)
-    half = stats.t.ppf(0.5 + confidence / 2, v.shape[0] - 1) * v.std(axis=0, ddof=1) / np.sqrt(v.shape[0])
-    return m, m - half, m + half
+def run_seed(scenario: Scenario, acquisitions: list[str] | tuple[str, ...], *, seed: int, ensemble: EnsembleConfig,
+             n_cycles: int, k: int, threshold_K: float, beta: float, model: str = "chemistry") -> list[LoopResult]:
+    """Closed and open loops of every acquisition on one scenario, sharing the initial model."""
+    kw = dict(ensemble=ensemble, n_cycles=n_cycles, k=k, threshold_K=threshold_K, beta=beta, seed=seed, model=model)
+    initial = _fit(scenario, scenario.train_idx, scenario.tc_K[scenario.train_idx], threshold_K, ensemble,
+                   seed * 1000).predict_dist(scenario.X[scenario.pool_idx])
+    return [run_loop(scenario, acq, closed=closed, initial=initial, **kw)
+            for acq in acquisitions for closed in (True, False)]
 
 
-def ratio_ci(first: np.ndarray, last: np.ndarray, n_boot: int = 2000, seed: int = 0,
-             confidence: float = 0.95) -> tuple[float, float, float]:
-    """``mean(last) / mean(first)`` over seeds with a percentile bootstrap CI (resampling seeds)."""
-    first, last = np.asarray(first, float), np.asarray(last, float)
-    point = float(last.mean() / first.mean()) if first.mean() > 0 else float("inf")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(first), size=(n_boot, len(first)))
-    f, l = first[idx].mean(axis=1), last[idx].mean(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(f > 0, l / np.where(f > 0, f, 1), np.inf)
-    lo, hi = np.percentile(r, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return point, float(lo), float(hi)
+def final_training_set(scenario: Scenario, result: LoopResult) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and Tc (K) the model would train on after ``result``'s last cycle (closed loop)."""
+    rows = np.concatenate([scenario.train_idx, *result.picks])
+    return rows, scenario.tc_K[rows]
 
 
-def summarize(results: list[LoopResult]) -> pd.DataFrame:
-    """Per (acquisition, mode, cycle): mean success rate with 95 % CI over seeds, cumulative
-    discoveries, and mean number of re-discovered hidden groups (by the end of that cycle)."""
-    rows = []
-    keyed: dict[tuple[str, str], list[LoopResult]] = {}
-    for r in results:
-        keyed.setdefault((r.acquisition, "closed" if r.closed else "open"), []).append(r)
-    for (acq, mode), rs in keyed.items():
-        sr = np.stack([r.success_rate for r in rs])
-        cum = np.stack([r.cumulative_discoveries for r in rs])
-        redis = np.stack([r.rediscovered_by_cycle for r in rs])
-        m, lo, hi = mean_ci(sr)
-        cm, clo, chi = mean_ci(cum)
-        for c in range(sr.shape[1]):
-            rows.append({"acquisition": acq, "mode": mode, "cycle": c + 1, "n_seeds": len(rs),
-                         "success_rate": m[c], "ci_low": lo[c], "ci_high": hi[c],
-                         "cumulative_discoveries": cm[c], "cum_ci_low": clo[c], "cum_ci_high": chi[c],
-                         "rediscovered_groups": redis[:, c].mean()})
-    return pd.DataFrame(rows)
-
-
-def improvement_table(results: list[LoopResult], seed: int = 0) -> pd.DataFrame:
-    """Per (acquisition, mode): last/first-cycle success-rate ratio over seeds with a bootstrap
-    95 % CI (:func:`ratio_ci`), mean discoveries over all cycles, and mean hidden groups
-    re-discovered out of those hidden."""
-    keyed: dict[tuple[str, bool], list[LoopResult]] = {}
-    for r in results:
-        keyed.setdefault((r.acquisition, r.closed), []).append(r)
-    rows = []
-    for (acq, closed), rs in keyed.items():
-        first = np.array([r.success_rate[0] for r in rs])
-        last = np.array([r.success_rate[-1] for r in rs])
-        ratio, lo, hi = ratio_ci(first, last, seed=seed)
-        rows.append({"acquisition": acq, "mode": "closed" if closed else "open",
-                     "last/first success rate": ratio, "95% CI low": lo, "95% CI high": hi,
-                     "discoveries (all cycles)": np.mean([r.cumulative_discoveries[-1] for r in rs]),
-                     "hidden groups re-discovered": np.mean([len(r.rediscovered_groups) for r in rs]),
-                     "hidden groups": np.mean([len(r.hidden_groups) for r in rs])})
-    return pd.DataFrame(rows)
-
-
-def run_seeds(scenarios: dict[int, Scenario], acquisitions: list[str] | tuple[str, ...], n_cycles: int = 4, k: int = 40,
-              beta: float = 1.0, n_estimators: int = 100, n_jobs: int = 2, progress: bool = True) -> list[LoopResult]:
-    """Closed and open loops for every seed's scenario and every acquisition function."""
-    jobs = [(s, a, c) for s in scenarios for a in acquisitions for c in (True, False)]
-    out = []
-    for seed, acq, closed in tqdm(jobs, desc="loops", disable=not progress):
-        out.append(run_loop(scenarios[seed], acq, n_cycles, k, closed, beta, n_estimators, seed, n_jobs))
+def run_seeds(scenarios: dict[int, Scenario], acquisitions: list[str] | tuple[str, ...], *, model: str = "chemistry",
+              progress: bool = True, **kwargs) -> list[LoopResult]:
+    """:func:`run_seed` for every seed's scenario (keyword arguments passed on)."""
+    out: list[LoopResult] = []
+    # an explicit disable=False would override the runner's TQDM_DISABLE=1, so pass disable only to switch bars off
+    bar = {} if progress else {"disable": True}
+    name = next(iter(scenarios.values())).name if scenarios else ""
+    for seed, scenario in tqdm(scenarios.items(), desc=f"{name} {model} loops", **bar):
+        out += run_seed(scenario, acquisitions, seed=seed, model=model, **kwargs)
     return out
+
+
+def results_frame(results: list[LoopResult], thresholds: dict[str, float]) -> pd.DataFrame:
+    """Long table: one row per (loop, cycle) with success rate, cumulative discoveries and
+    re-discovered compounds/families for each named success threshold (``{"tc10": 10.0, "any": 0.0}``)."""
+    rows = []
+    for r in results:
+        per = {name: (r.success_rate(t), r.discoveries(t), r.rediscovered_families(t)) for name, t in thresholds.items()}
+        for c in range(len(r.picks)):
+            row = {"scenario": r.scenario, "model": r.model, "acquisition": r.acquisition,
+                   "mode": "closed" if r.closed else "open", "seed": r.seed, "cycle": c + 1}
+            for name, (sr, disc, fam) in per.items():
+                row[f"success_rate_{name}"] = sr[c]
+                row[f"discoveries_{name}"] = disc[c]
+                row[f"families_{name}"] = fam[c]
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -89,8 +89,9 @@ def plot_ternary(ax, elements: Sequence[str], fracs: np.ndarray, values: np.ndar
         ax.annotate(el, (x, y), xytext=(0, -12 if y == 0 else 5), textcoords="offset points", ha=ha, fontsize=11)
     if known is not None and len(known):
         kxy = to_cartesian(known)
-        ax.scatter(kxy[:, 0], kxy[:, 1], c=known_values if known_values is not None else "w", cmap=cmap,
-                   vmin=cs.get_clim()[0], vmax=cs.get_clim()[1], edgecolors="k", s=36, zorder=3, label="SuperCon")
+        colour = (dict(c=known_values, cmap=cmap, vmin=cs.get_clim()[0], vmax=cs.get_clim()[1])
+                  if known_values is not None else dict(c="w"))
+        ax.scatter(kxy[:, 0], kxy[:, 1], edgecolors="k", s=36, zorder=3, label="SuperCon", **colour)
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(label or "-".join(elements))

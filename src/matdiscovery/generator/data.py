@@ -35,9 +35,9 @@ import pandas as pd
 import spglib
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
-from tqdm.auto import tqdm
 
 from matdiscovery.generator.symmetry import build_structure, expand_orbits, is_supported
+from matdiscovery.progress import progress_bar
 
 #: PGCGM's 20 space groups and their frequency in its training set (MilesZhao/PGCGM,
 #: ``data/paras.pickle``: I4/mmm, P6_3/mmc, Immm, Fm-3m, Fd-3m, Pnma, P6/mmm, R-3, R-3m, Pm-3m,
@@ -348,10 +348,10 @@ def build_training_set(*, heldout_fraction: float, seed: int, limit_per_split: i
     if n_jobs > 1:
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_screen_split, source, split, limit_per_split, spacegroups) for source, split in tasks]
-            results = [f.result() for f in tqdm(futures, desc="screen sources", disable=not progress)]
+            results = [f.result() for f in progress_bar(futures, desc="screen sources", progress=progress)]
     else:
         results = [_screen_split(source, split, limit_per_split, spacegroups)
-                   for source, split in tqdm(tasks, desc="screen sources", disable=not progress)]
+                   for source, split in progress_bar(tasks, desc="screen sources", progress=progress)]
     screening = pd.DataFrame([row for rows, _ in results for row in rows])
     pgcgm_ids = set(load_pgcgm_training_ids()["id"])
     screening["in_pgcgm_ids"] = screening["material_id"].isin(pgcgm_ids)

@@ -33,7 +33,6 @@ import pandas as pd
 import spglib
 import torch
 from pymatgen.core import Element, Structure
-from tqdm.auto import tqdm
 
 from matdiscovery.generator.data import PGCGM_ELEMENTS, PGCGM_SPACEGROUPS, Record, canonical_order
 from matdiscovery.generator.model import CrystalGAN
@@ -46,6 +45,7 @@ from matdiscovery.generator.symmetry import (
     snap_to_wyckoff,
 )
 from matdiscovery.geometry import min_interatomic_distance
+from matdiscovery.progress import progress_bar
 
 DECODERS = ("pgcgm", "pgcgm_rounded", "snap")
 #: PGCGM's merge ratios: first merge, then a further merge when more than FURTHER_MERGE_ABOVE atoms remain
@@ -298,7 +298,7 @@ def sample(model: CrystalGAN, n: int, *, seed: int, decoders: tuple[str, ...] | 
     elements, groups = sample_conditions(model, n, rng, conditions, records)
     z = torch.randn(n, model.noise_dim, generator=torch.Generator().manual_seed(seed))
     rows = []
-    for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
+    for start in progress_bar(range(0, n, batch_size), desc="sample", progress=progress):
         sl = slice(start, start + batch_size)
         els, lengths, frac, _ = raw_batch(model, elements[sl], groups[sl], z[sl])
         for i, (e, sg) in enumerate(zip(els, groups[sl])):

@@ -41,13 +41,13 @@ import torch
 from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 from torch import nn
-from tqdm.auto import tqdm
 
 from matdiscovery.composition import ELEMENT_FEATURE_DIM, element_features
 from matdiscovery.generator.data import PGCGM_ELEMENTS, canonical_order
 from matdiscovery.generator.model import CrystalGAN
 from matdiscovery.generator.sampling import Generated, decode_crystal, sample_conditions
 from matdiscovery.generator.symmetry import identity_index, lattice_for, symmetry_operations
+from matdiscovery.progress import progress_bar
 
 STAGES = ("raw", "premerge", "final")
 CAUSES = ("spacegroup_change", "composition_change", "orbit_collapse", "merging", "spglib_label_only")
@@ -335,7 +335,7 @@ def sweep(model: CrystalGAN, bases: Sequence[InputPoint], *, decoders: Sequence[
     the jump cause. Also returns the paths (row ``path`` indexes them)."""
     rng = np.random.default_rng(seed)
     rows, all_paths = [], []
-    for b, base in enumerate(tqdm(bases, desc="sweep", disable=not progress)):
+    for b, base in enumerate(progress_bar(bases, desc="sweep", progress=progress)):
         paths = make_paths(model, base, steps=steps, n_noise_dims=n_noise_dims, n_element_partners=n_element_partners,
                            n_sg_switches=n_sg_switches, rng=rng)
         evs = evaluate(model, [base] + [p.point(1.0) for p in paths], decoders)

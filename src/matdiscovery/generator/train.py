@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from matdiscovery.composition import element_features
 from matdiscovery.generator.data import Record, TrainingSet, build_training_set
@@ -37,6 +36,7 @@ from matdiscovery.generator.model import (
 )
 from matdiscovery.generator.symmetry import atomic_radius
 from matdiscovery.params.generator import TrainGeneratorParams
+from matdiscovery.progress import progress_bar
 
 
 def select_records(records: list[Record], min_sg_count: int) -> tuple[list[Record], list[int]]:
@@ -89,7 +89,7 @@ def train(records: list[Record], p: TrainGeneratorParams, progress: bool = True)
             return model.critic(x).float().squeeze(-1)
 
     log, start = [], time.perf_counter()
-    for epoch in tqdm(range(p.epochs), desc="train generator", disable=not progress):
+    for epoch in progress_bar(range(p.epochs), desc="train generator", progress=progress):
         perm = torch.randperm(n, generator=gen)
         sums, steps = Counter(), 0
         for it in range(0, n - bs + 1, bs):

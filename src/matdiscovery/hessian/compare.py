@@ -190,7 +190,8 @@ def compare_with_pyhessian(
     the parameters both differentiate (others are frozen while PyHessian runs).
     """
     from pyhessian import hessian as PyHessian
-    from tqdm.auto import tqdm
+
+    from matdiscovery.progress import progress_bar
 
     if repeats < 1:
         raise ValueError(f"repeats must be ≥ 1, got {repeats}")
@@ -233,7 +234,7 @@ def compare_with_pyhessian(
         return res, t, events
 
     jobs = [(est, r) for r in range(repeats) for est in estimators]
-    for est, r in tqdm(jobs, desc="PyHessian comparison", disable=not progress):
+    for est, r in progress_bar(jobs, desc="PyHessian comparison", progress=progress):
         seed = r
         torch.manual_seed(seed)
         py_first = r % 2 == 0

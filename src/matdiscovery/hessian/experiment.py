@@ -147,7 +147,7 @@ def run_jobs(jobs: list[tuple], n_jobs: int, followups: dict | None = None, prog
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from tqdm.auto import tqdm
+    from matdiscovery.progress import progress_bar
 
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be ≥ 1, got {n_jobs}")
@@ -155,7 +155,7 @@ def run_jobs(jobs: list[tuple], n_jobs: int, followups: dict | None = None, prog
     pending = deque(enumerate(jobs))
     results: dict[int, object] = {}
     extra = iter(range(len(jobs), len(jobs) + len(followups)))
-    bar = tqdm(total=len(jobs) + len(followups), desc="jobs", disable=not progress)
+    bar = progress_bar(total=len(jobs) + len(followups), desc="jobs", progress=progress)
 
     def finished(i: int, result) -> None:
         results[i] = result

@@ -31,13 +31,13 @@ import pandas as pd
 import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
-from tqdm.auto import tqdm
 
 from matdiscovery.hessian.density import SpectralDensity, slq_density
 from matdiscovery.hessian.eigen import lanczos_eigenvalues
 from matdiscovery.hessian.graphs import GraphStore
 from matdiscovery.hessian.operator import HessianOperator, task_loss_fn
 from matdiscovery.hessian.trace import TraceResult, hutchinson_trace
+from matdiscovery.progress import progress_bar
 
 DATASET_TARGETS: dict[str, tuple[str, ...]] = {
     "perov_5": ("heat_all", "heat_ref", "dir_gap", "ind_gap"),
@@ -188,8 +188,8 @@ def load_task_data(
         make = lambda row, y: molecule_graph(row.smiles, y)  # noqa: E731
     ys = frame[list(targets)].to_numpy(dtype=float)
     graphs: list[Data] = []
-    for row, y in tqdm(zip(frame.itertuples(index=False), ys), total=len(frame), desc=f"{name} graphs",
-                       disable=not progress, leave=False):
+    for row, y in progress_bar(zip(frame.itertuples(index=False), ys), total=len(frame), desc=f"{name} graphs",
+                               progress=progress, leave=False):
         try:
             graphs.append(make(row, y))
         except ValueError:

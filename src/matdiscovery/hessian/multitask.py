@@ -315,7 +315,7 @@ def train_seed(data: TaskData, config: TrainConfig, seed: int, progress: bool = 
     in lock step over the same mini-batches, with the shared early-stopping rule."""
     import time
 
-    from tqdm.auto import tqdm
+    from matdiscovery.progress import progress_bar
 
     unknown = set(config.methods) - set(MTL_METHODS)
     if unknown:
@@ -334,7 +334,7 @@ def train_seed(data: TaskData, config: TrainConfig, seed: int, progress: bool = 
     y_all = data.transform.raw_to_unit(data.store.y)
     rng = np.random.default_rng(seed)
     n_train = len(data.train_idx)
-    for epoch in tqdm(range(config.epochs), desc=f"{data.name} seed {seed}", disable=not progress, leave=False):
+    for epoch in progress_bar(range(config.epochs), desc=f"{data.name} seed {seed}", progress=progress, leave=False):
         for g in groups:
             g.start_epoch(epoch)
         order = data.train_idx[rng.permutation(n_train)]

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
-from tqdm.auto import tqdm
+
+from matdiscovery.progress import progress_bar
 
 
 def masked_loss(
@@ -72,7 +73,7 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     mean, std = target_scale if target_scale is not None else (None, None)
     history, best, best_state = TrainHistory(), float("inf"), None
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), desc="epochs", progress=progress, leave=False)
     for epoch in bar:
         weights = task_weights(epoch, model) if callable(task_weights) else task_weights
         model.train()

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from matdiscovery.progress import progress_bar
 from matdiscovery.superconductors.acquisition import acquire
 from matdiscovery.superconductors.models import EnsembleConfig, TcClassifierEnsemble, labels
 from matdiscovery.superconductors.pool import Scenario
@@ -131,10 +131,8 @@ def run_seeds(scenarios: dict[int, Scenario], acquisitions: list[str] | tuple[st
               progress: bool = True, **kwargs) -> list[LoopResult]:
     """:func:`run_seed` for every seed's scenario (keyword arguments passed on)."""
     out: list[LoopResult] = []
-    # an explicit disable=False would override the runner's TQDM_DISABLE=1, so pass disable only to switch bars off
-    bar = {} if progress else {"disable": True}
     name = next(iter(scenarios.values())).name if scenarios else ""
-    for seed, scenario in tqdm(scenarios.items(), desc=f"{name} {model} loops", **bar):
+    for seed, scenario in progress_bar(scenarios.items(), desc=f"{name} {model} loops", progress=progress):
         out += run_seed(scenario, acquisitions, seed=seed, model=model, **kwargs)
     return out
 

@@ -11,7 +11,12 @@ from pymatgen.core import Composition, DummySpecies, Lattice, Structure
 
 from matdiscovery.stability import FormationEnergyHull, check_structure, check_structures, invalid_summary
 from matdiscovery.stability.composition_judge import (
-    CompositionJudge, JudgeConfig, ground_state_table, magpie_rf_baseline, split_by_formula, train_composition_judge,
+    CompositionJudge,
+    JudgeConfig,
+    ground_state_table,
+    magpie_rf_baseline,
+    split_by_formula,
+    train_composition_judge,
 )
 from matdiscovery.stability.ood import EmbeddingDomain, element_counts, element_coverage
 from matdiscovery.stability.screening import screen, stable_mask, summarize

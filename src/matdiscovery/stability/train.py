@@ -36,7 +36,11 @@ def run(params: dict[str, Any], out_dir: str | Path | None = None, progress: boo
     """Train the judge and the baseline with ``params``; return the metrics written."""
     from matdiscovery.datasets import load_jarvis_dft
     from matdiscovery.stability.composition_judge import (
-        JudgeConfig, ground_state_table, magpie_rf_baseline, split_by_formula, train_composition_judge,
+        JudgeConfig,
+        ground_state_table,
+        magpie_rf_baseline,
+        split_by_formula,
+        train_composition_judge,
     )
 
     out = Path(out_dir) if out_dir is not None else models_dir() / "stability"

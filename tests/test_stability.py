@@ -19,7 +19,6 @@ from matdiscovery.stability.composition_judge import (
     train_composition_judge,
 )
 from matdiscovery.stability.ood import EmbeddingDomain, element_counts, element_coverage
-from matdiscovery.stability.screening import screen, stable_mask, summarize
 
 L = Lattice.cubic(4.0)
 ROCKSALT = Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -165,73 +164,3 @@ def test_ood_distances(tiny_judge):
 
 
 # ----------------------------------------------------------------------------- screening
-class _FakeChgnet:
-    """Deterministic stand-in for the CHGNet judge (the real one is tested in test_stability_chgnet)."""
-
-    def elemental_references(self):
-        from pymatgen.core import Element
-
-        return {Element(s): 0.0 for s in ("Na", "Cl", "K", "Br")}
-
-    batch_size = 2
-
-    def predict_energy(self, structures, progress=True):
-        if any("Br" in s.composition for s in structures):
-            raise ValueError("Structure has 1 isolated atom(s)")  # what CHGNet raises for a lone atom
-        return np.array([-1.0 for _ in structures])
-
-    def formation_energy(self, compositions, energies):
-        return np.asarray(energies, dtype=float)
-
-    def relax(self, structures, steps, failures=None):
-        if failures is not None:
-            failures[0] = "relaxation failed (test); unrelaxed energy used"
-        return list(structures)
-
-
-def test_screen_keeps_every_row_and_summarizes(tiny_judge):
-    judge, _, _ = tiny_judge
-    hull = FormationEnergyHull([Composition("NaCl")], [-2.0])
-    structures = [ROCKSALT, Structure(L, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]),
-                  Structure(L, ["Na", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]), Structure(L, [], []),
-                  Structure(L, ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]]), ROCKSALT.copy()]
-    frame = screen(structures, judge, _FakeChgnet(), hull, ids=["ok", "overlap", "noref", "empty", "fails", "ok2"])
-    assert len(frame) == 6 and frame["id"].tolist() == ["ok", "overlap", "noref", "empty", "fails", "ok2"]
-    assert frame["valid"].tolist() == [True, False, True, False, True, True]
-    # a CHGNet failure costs only that structure its CHGNet energy, with the reason
-    assert np.isnan(frame.loc[4, "ef_chgnet"]) and frame.loc[4, "reason"].startswith("CHGNet failed: ValueError")
-    assert frame.loc[5, "ehull_chgnet"] == pytest.approx(1.0) and np.isfinite(frame.loc[4, "ef_composition"])
-    frame = frame.iloc[:4]
-    assert frame.loc[0, "ehull_chgnet"] == pytest.approx(1.0)  # -1 vs the hull at -2
-    assert np.isnan(frame.loc[2, "ef_chgnet"]) and "no MP elemental reference for Fe" in frame.loc[2, "reason"]
-    assert np.isfinite(frame.loc[2, "ef_composition"])
-    assert frame.loc[[1, 3], ["ef_composition", "ef_chgnet"]].isna().all().all()
-    assert not stable_mask(frame, "chgnet", 0.1).any()
-    summary = summarize(frame)
-    assert summary["n"] == 4 and summary["n_valid"] == 2 and summary["fraction_valid"] == 0.5
-    assert summary["fraction_stable_chgnet_0.1"] == 0.0 and summary["n_scored_both"] == 1
-    with pytest.raises(ValueError, match="ids for"):
-        screen(structures, judge, _FakeChgnet(), hull, ids=["a"])
-    relaxed = screen(structures[:4], judge, _FakeChgnet(), hull, relax_steps=3)
-    assert "relaxation failed" in relaxed.loc[0, "reason"] and np.isfinite(relaxed.loc[0, "ef_chgnet"])
-    assert relaxed.loc[2, "reason"].startswith("no MP elemental reference")
-
-
-def test_unreadable_cif_rows_are_kept_as_invalid(tmp_path):
-    from matdiscovery.datasets import load_structure_csv
-    from matdiscovery.stability.screening import unreadable_rows
-
-    path = tmp_path / "samples.csv"
-    pd.DataFrame({"material_id": ["a", "b", "c"], "cif": [ROCKSALT.to(fmt="cif"), "not a cif", ROCKSALT.to(fmt="cif")],
-                  "variant": ["default", "smooth", "smooth"]}).to_csv(path, index=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frame = load_structure_csv(path, on_error="skip")
-    bad = unreadable_rows(frame.attrs["skipped"], pd.read_csv(path))
-    assert bad["id"].tolist() == ["b"] and bad["variant"].tolist() == ["smooth"]
-    assert not bad["valid"].any() and bad.loc[0, "reason"].startswith("unreadable CIF (")
-    assert bad[["ef_composition", "ef_chgnet", "ehull_chgnet"]].isna().all().all()
-    assert invalid_summary(bad) == {"unreadable CIF": 1}
-    assert summarize(bad)["fraction_stable_chgnet_0.1"] == 0.0
-    with pytest.raises(IndexError, match="outside a table"):
-        unreadable_rows(frame.attrs["skipped"], pd.read_csv(path).iloc[:1])

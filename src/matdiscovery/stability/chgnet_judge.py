@@ -1,14 +1,11 @@
 """CHGNet (pretrained universal potential) as a structure-based stability judge.
 
 Energies come from CHGNet's own model and graph converter; what differs from the library's
-``predict_structure(task="e")`` is only the plumbing, so energies are identical:
-
-- crystal graphs are built and featurised into batches (``BatchedGraph``, composition-model
-  energy) in worker processes (``n_workers``), so graph construction overlaps the
-  convolutions running in the main process;
-- the model runs under ``torch.inference_mode`` (the library builds an autograd graph even
-  for energy-only predictions) with a larger batch;
-- optionally graphs are cached by structure fingerprint (re-screening the same structures).
+``predict_structure(task="e")`` is only the plumbing, so energies are identical: the model runs
+under ``torch.inference_mode`` (the library builds an autograd graph even for energy-only
+predictions), and graphs can be cached by structure fingerprint (re-screening the same
+structures). The judge is single-process; screens scale out by running it per shard on Dask
+workers (:mod:`matdiscovery.stability.distributed`).
 
 Formation energies (eV/atom) subtract Materials Project GGA elemental reference energies
 (:func:`matdiscovery.datasets.load_mp_elemental_references`, lowest-energy elemental phases);
@@ -21,31 +18,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from pymatgen.core import Composition, Element, Structure
-from tqdm.auto import tqdm
+
+from matdiscovery.progress import progress_bar
 
 DEFAULT_MODEL = "0.3.0"
-
-_WORKER_MODEL = None
-
-
-def _worker_init(model_name: str) -> None:
-    global _WORKER_MODEL
-    import contextlib
-    import io
-
-    from chgnet.model import CHGNet
-
-    torch.set_num_threads(1)
-    with contextlib.redirect_stdout(io.StringIO()):
-        _WORKER_MODEL = CHGNet.load(model_name=model_name, verbose=False)
-    _WORKER_MODEL.eval()
 
 
 def _prepare(model, graphs: list) -> tuple:
@@ -62,20 +43,11 @@ def _prepare(model, graphs: list) -> tuple:
     return batched, comp_energy
 
 
-def _worker_batch(structures: list[Structure]) -> tuple:
-    graphs = [_WORKER_MODEL.graph_converter(s) for s in structures]
-    return _prepare(_WORKER_MODEL, graphs)
-
-
 def _energies(model, batched, comp_energy) -> np.ndarray:
     """The rest of ``CHGNet.forward(task="e")``: convolutions, readout, plus the AtomRef energy."""
     with torch.inference_mode():
         pred = model._compute(batched, compute_force=False, compute_stress=False, compute_magmom=False)
         return (pred["e"] + comp_energy).numpy().astype(np.float64)
-
-
-def _worker_energy(structures: list[Structure]) -> np.ndarray:
-    return _energies(_WORKER_MODEL, *_worker_batch(structures))
 
 
 def structure_fingerprint(structure: Structure) -> str:
@@ -90,33 +62,27 @@ def structure_fingerprint(structure: Structure) -> str:
 class ChgnetJudge:
     """Energies (eV/atom) and formation energies (eV/atom) of structures from pretrained CHGNet.
 
-    ``n_workers`` processes build and featurise graph batches (0 = in this process; the cache
-    is used only then; the processes persist between calls until :meth:`close`, or use the
-    judge as a context manager), ``batch_size`` structures per model call, ``threads`` torch threads for
-    the model (1 is fastest on a shared 2-core machine), ``cache`` keeps graphs keyed by
-    :func:`structure_fingerprint`. ``mode="pipeline"`` (workers prepare batches, this process
-    runs the convolutions) or ``"parallel"`` (workers compute whole batches).
+    ``batch_size`` structures per model call, ``threads`` torch threads (1 is fastest per core on
+    a shared machine; ``None`` leaves torch's setting alone; note this is process-wide),
+    ``cache`` keeps graphs keyed by :func:`structure_fingerprint`.
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, n_workers: int = 1, batch_size: int = 32,
-                 threads: int | None = 1, cache: bool = False, mode: str = "pipeline"):
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32, threads: int | None = 1,
+                 cache: bool = False):
         from chgnet.model import CHGNet
 
-        if mode not in ("pipeline", "parallel"):
-            raise ValueError(f"mode must be 'pipeline' or 'parallel', got {mode!r}")
-        self.mode = mode
-        if batch_size < 1 or n_workers < 0:
-            raise ValueError(f"need batch_size ≥ 1 and n_workers ≥ 0; got {batch_size}, {n_workers}")
+        if batch_size < 1:
+            raise ValueError(f"need batch_size ≥ 1; got {batch_size}")
         if threads is not None:
+            if threads < 1:
+                raise ValueError(f"need threads ≥ 1 (or None); got {threads}")
             torch.set_num_threads(threads)
         with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints on load even with verbose=False
             self.model = CHGNet.load(model_name=model_name, verbose=False)
         self.model.eval()
         self.model_name = model_name
-        self.n_workers, self.batch_size = n_workers, batch_size
+        self.batch_size = batch_size
         self._cache: dict[str, object] | None = {} if cache else None
-        self._refs: dict[Element, float] | None = None
-        self._pool: ProcessPoolExecutor | None = None
 
     @property
     def version(self) -> str:
@@ -127,48 +93,10 @@ class ChgnetJudge:
 
     # ------------------------------------------------------------------ energies
     def _batch_energies(self, structures: list[Structure]) -> Iterator[np.ndarray]:
-        """Yield the energies (eV/atom) of each batch of ``batch_size`` structures, in order.
-
-        ``mode="pipeline"``: workers build and featurise batches, this process runs the
-        convolutions; ``mode="parallel"``: workers do everything for their batches.
-        """
-        chunks = [structures[i:i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
-        if self.n_workers > 0 and len(chunks) > 1:
-            pool = self._worker_pool()
-            # map() submits every chunk at once; workers run ahead of this process
-            if self.mode == "parallel":
-                yield from pool.map(_worker_energy, chunks)
-            else:
-                for prepared in pool.map(_worker_batch, chunks):
-                    yield _energies(self.model, *prepared)
-        else:
-            for chunk in chunks:
-                yield _energies(self.model, *_prepare(self.model, [self._graph(s) for s in chunk]))
-
-    def _worker_pool(self) -> ProcessPoolExecutor:
-        """The judge's worker processes, started on first use (each loads the model once) and
-        kept until :meth:`close`."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.n_workers, initializer=_worker_init, initargs=(self.model_name,))
-        return self._pool
-
-    def close(self) -> None:
-        """Stop the worker processes (a later call starts new ones)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> "ChgnetJudge":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        """Yield the energies (eV/atom) of each batch of ``batch_size`` structures, in order."""
+        for i in range(0, len(structures), self.batch_size):
+            chunk = structures[i:i + self.batch_size]
+            yield _energies(self.model, *_prepare(self.model, [self._graph(s) for s in chunk]))
 
     def _graph(self, structure: Structure):
         if self._cache is None:
@@ -187,7 +115,7 @@ class ChgnetJudge:
                 raise TypeError(f"item {i} is a {type(s).__name__}, not a pymatgen Structure")
         out = np.empty(len(structures), dtype=np.float64)
         start = 0
-        bar = tqdm(total=len(structures), desc="CHGNet", disable=not progress, leave=False)
+        bar = progress_bar(total=len(structures), desc="CHGNet", progress=progress, leave=False)
         for e in self._batch_energies(structures):
             out[start:start + len(e)] = e
             start += len(e)
@@ -195,54 +123,18 @@ class ChgnetJudge:
         bar.close()
         return out
 
-    def relax(self, structures: Sequence[Structure], steps: int, fmax: float = 0.1,
-              progress: bool = True, failures: dict[int, str] | None = None) -> list[Structure]:
-        """A short FIRE relaxation (``steps`` ionic steps, cell included, ``fmax`` in eV/Å) of each
-        structure. A structure whose relaxation fails keeps its input geometry; pass a dict as
-        ``failures`` to receive ``{index: reason}`` for those."""
-        if steps <= 0:
-            return list(structures)
-        from chgnet.model import StructOptimizer
-
-        try:  # the cell filter's 3x3 matrix logarithms crawl when BLAS spawns threads on a busy machine
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            threadpool_limits = None
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints the device
-            opt = StructOptimizer(model=self.model, optimizer_class="FIRE")
-        out = []
-        for i, s in enumerate(tqdm(structures, desc="relax", disable=not progress, leave=False)):
-            try:
-                limit = threadpool_limits(1) if threadpool_limits is not None else contextlib.nullcontext()
-                with limit, contextlib.redirect_stdout(io.StringIO()):
-                    res = opt.relax(s, fmax=fmax, steps=steps, relax_cell=True, verbose=False)
-                out.append(res["final_structure"])
-            except Exception as exc:  # noqa: BLE001 - one bad structure must not stop the screening
-                out.append(s)
-                if failures is not None:
-                    failures[i] = f"relaxation failed ({type(exc).__name__}: {str(exc)[:80]}); unrelaxed energy used"
-        return out
-
     # ------------------------------------------------------------------ formation energies
     def elemental_references(self) -> dict[Element, float]:
         """MP GGA energy per atom (eV/atom) of each element's lowest-energy phase."""
-        if self._refs is None:
-            from matdiscovery.datasets import load_mp_elemental_references
+        from matdiscovery.stability.energies import elemental_references
 
-            self._refs = {el: float(e.energy_per_atom) for el, e in load_mp_elemental_references().items()}
-        return self._refs
+        return elemental_references()
 
     def formation_energy(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> np.ndarray:
         """``E/atom - Σ_el x_el μ_el`` in eV/atom with the MP elemental references."""
-        refs = self.elemental_references()
-        out = np.empty(len(compositions), dtype=np.float64)
-        for i, (comp, e) in enumerate(zip(compositions, energies_per_atom)):
-            frac = Composition(comp).fractional_composition
-            missing = [el.symbol for el in frac if el not in refs]
-            if missing:
-                raise KeyError(f"no MP elemental reference for {missing} (composition {comp})")
-            out[i] = float(e) - sum(refs[el] * x for el, x in frac.items())
-        return out
+        from matdiscovery.stability.energies import formation_energy
+
+        return formation_energy(compositions, energies_per_atom)
 
     def predict_formation_energy(self, structures: Sequence[Structure], progress: bool = True) -> np.ndarray:
         """CHGNet formation energy per atom (eV/atom) vs MP elemental references."""
@@ -257,7 +149,3 @@ def library_default_energy(model, structures: Sequence[Structure], batch_size: i
     preds = [preds] if isinstance(preds, dict) else preds
     return np.array([float(p["e"]) for p in preds], dtype=np.float64)
 
-
-def default_workers() -> int:
-    """One graph-building worker when there is more than one core, else none."""
-    return 1 if (os.cpu_count() or 1) > 1 else 0

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from matdiscovery.params.stability import TrainJudgeParams
 from matdiscovery.paths import models_dir
 
 
@@ -32,8 +33,10 @@ def control_formulas() -> list[str]:
     return sorted(out)
 
 
-def run(params: dict[str, Any], out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the judge and the baseline with ``params``; return the metrics written."""
+def run(p: TrainJudgeParams, out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the judge and the baseline with ``p`` and write them to ``out_dir`` (default
+    ``models/stability``); return the metrics written. The stage and notebook 02's quick-run
+    fallback (a smaller ``p``) both train through here."""
     from matdiscovery.datasets import load_jarvis_dft
     from matdiscovery.stability.composition_judge import (
         JudgeConfig,
@@ -44,27 +47,24 @@ def run(params: dict[str, Any], out_dir: str | Path | None = None, progress: boo
     )
 
     out = Path(out_dir) if out_dir is not None else models_dir() / "stability"
-    torch.set_num_threads(int(params.get("torch_threads", 1)))
-    seed = int(params.get("seed", 0))
+    torch.set_num_threads(p.torch_threads)
+    seed = p.seed
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = ground_state_table(load_jarvis_dft(on_error="skip"))
         forced = control_formulas()
-    limit = params.get("max_formulas")
-    if limit:
-        table = table.sample(n=min(int(limit), len(table)), random_state=seed).sort_values("reduced_formula")
-    split = split_by_formula(table["reduced_formula"], tuple(params.get("fractions", (0.8, 0.1, 0.1))), seed, forced)
+    if p.max_formulas:
+        table = table.sample(n=min(p.max_formulas, len(table)), random_state=seed).sort_values("reduced_formula")
+    split = split_by_formula(table["reduced_formula"], tuple(p.fractions), seed, forced)
     train, val, test = (table[split == s] for s in ("train", "val", "test"))
-    config = JudgeConfig(dim=int(params.get("dim", 64)), n_layers=int(params.get("n_layers", 3)),
-                         epochs=int(params.get("epochs", 10)), lr=float(params.get("lr", 3e-3)),
-                         batch_size=int(params.get("batch_size", 256)), seed=seed)
+    config = JudgeConfig(dim=p.dim, n_layers=p.n_layers, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed)
     judge, history = train_composition_judge(train, val, config, progress=progress)
     y_test = test["formation_energy_per_atom"].to_numpy(float)
     pred = judge.predict(list(test["composition"]))
     t_rf = time.perf_counter()
     rf = magpie_rf_baseline(train["composition"], train["formation_energy_per_atom"], test["composition"],
-                            n_estimators=int(params.get("rf_estimators", 50)), seed=seed)
+                            n_estimators=p.rf_estimators, seed=seed)
     control = test["reduced_formula"].isin(forced).to_numpy()
     metrics = {
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "n_test_control": int(control.sum()),
@@ -84,13 +84,11 @@ def run(params: dict[str, Any], out_dir: str | Path | None = None, progress: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from matdiscovery.pipeline import load_params
-
     parser = argparse.ArgumentParser(prog="python -m matdiscovery.stability.train", description=__doc__)
     parser.add_argument("--section", default="train_stability_judge")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    metrics = run(load_params(args.section), args.out)
+    metrics = run(TrainJudgeParams.from_yaml_section(args.section), args.out)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
     return 0
 

@@ -1,0 +1,370 @@
+"""Batched CHGNet relaxation (FIRE, atoms and cell) of many crystals at once.
+
+Every valid, unique generated structure is relaxed with CHGNet before the convex hull, and the
+relaxation dominates the cost of screening. :func:`relax_structures` relaxes many structures
+together: each iteration evaluates all active structures in **one** batched CHGNet forward
+(energy, forces, stress) and then advances each structure's own optimiser by one step.
+:func:`relax_with_structoptimizer` is the baseline (CHGNet's ``StructOptimizer``, one structure
+at a time) and :func:`compare_relaxers` times both on the same structures.
+
+Units: energies in eV/atom, forces and ``fmax`` in eV/Å, stresses in eV/Å³ inside the
+optimiser (CHGNet predicts GPa; converted with ``ase.units.GPa`` exactly as CHGNet's calculator does).
+
+Why it matches ``StructOptimizer``: CHGNet's ``StructOptimizer.relax(s, fmax, steps,
+relax_cell=True)`` runs ASE's ``FIRE`` on ``ase.filters.FrechetCellFilter(atoms)`` with a
+``CHGNetCalculator``, and ASE's ``Dynamics.irun`` does: evaluate; converged? stop; otherwise
+``step()``, ``nsteps += 1`` and repeat, stopping at ``steps``. Here every structure keeps its own ASE
+``Atoms``, ``FrechetCellFilter`` and ASE ``FIRE`` object (ASE's own update rule, not a
+re-implementation) and follows exactly that loop; only the evaluation differs: the CHGNet results
+for all active structures come from one ``model.predict_graph`` call on their graphs (built by the
+model's own ``graph_converter``) and are handed to ASE through a ``SinglePointCalculator`` with the
+same values and dtypes as ``CHGNetCalculator`` (``energy = e_per_atom * n_atoms``,
+``stress = s * units.GPa``). The trajectories are therefore the same up to float round-off of the
+batched forward (summation order), which shows as sub-meV/atom differences in the final energy.
+
+Continuous batching: at most ``batch_size`` structures are active; a finished structure's slot is
+refilled from the queue at once, so converged structures do not waste batch slots. A structure
+whose graph or prediction raises is retried on its own; if it still fails it stops with ``error``
+set and its last successfully evaluated geometry, without stopping the others. Torch runs with
+whatever thread count the caller set; BLAS is held to one thread around the ASE cell-filter work
+(3x3 matrix functions, where OpenBLAS threads only add hand-off latency: ~5x slower on a busy machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import io
+import math
+import os
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from pymatgen.core import Structure
+
+from matdiscovery.progress import progress_bar
+from matdiscovery.stability.energies import MAX_VOLUME_RATIO
+
+DEFAULT_FMAX = 0.05  # eV/Å
+DEFAULT_MAX_STEPS = 300
+
+
+@dataclass
+class Relaxation:
+    """Result of relaxing one structure (energies in eV/atom)."""
+
+    structure: Structure  # final geometry (the last evaluated one; input geometry if it failed at once)
+    energy_initial: float  # CHGNet eV/atom at the input geometry (NaN if it failed)
+    energy_final: float  # CHGNet eV/atom at the final geometry
+    n_steps: int  # FIRE steps taken
+    converged: bool  # max force (incl. cell dofs, as ASE's filter) < fmax
+    error: str = ""  # non-empty when the relaxation failed
+
+
+@functools.lru_cache(maxsize=4)
+def load_chgnet(model_name: str = "0.3.0"):
+    """The pretrained CHGNet model ``model_name`` (eval mode), loaded quietly and cached."""
+    from chgnet.model import CHGNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints on load even with verbose=False
+        model = CHGNet.load(model_name=model_name, verbose=False)
+    model.eval()
+    return model
+
+
+def _check_inputs(structures: Sequence[Structure], fmax: float, max_steps: int, batch_size: int = 1) -> list[Structure]:
+    if not (isinstance(fmax, (int, float)) and math.isfinite(fmax) and fmax > 0):
+        raise ValueError(f"fmax must be a finite number > 0 (eV/Å), got {fmax!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
+        raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if isinstance(structures, Structure):
+        raise TypeError("structures must be a sequence of pymatgen Structures, not a single Structure")
+    structures = list(structures)
+    for i, s in enumerate(structures):
+        if not isinstance(s, Structure):
+            raise TypeError(f"structures[{i}] is a {type(s).__name__}, not a pymatgen Structure")
+        if len(s) == 0:
+            raise ValueError(f"structures[{i}] has no sites")
+    return structures
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+class _Active:
+    """One structure under relaxation: its ASE atoms, cell filter and FIRE optimiser."""
+
+    def __init__(self, index: int, structure: Structure, fmax: float):
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        self.index = index
+        self.input = structure
+        self.atoms = AseAtomsAdaptor().get_atoms(structure)
+        self.opt = FIRE(FrechetCellFilter(self.atoms), logfile=None)
+        self.opt.fmax = fmax
+        self.nsteps = 0
+        self.energy_initial = math.nan
+        self.energy = math.nan
+        self.last_good: Structure = structure  # last geometry CHGNet evaluated successfully
+        self.current: Structure | None = None  # geometry being evaluated now
+
+    def current_structure(self) -> Structure:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        self.atoms.calc = None  # a stale calculator must not travel into the Structure
+        self.current = AseAtomsAdaptor.get_structure(self.atoms)
+        return self.current
+
+
+def _blas_single_thread() -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of contexts limiting BLAS (not torch's OpenMP pool) to one thread: the cell filter's
+    3x3 matrix exponentials/logarithms gain nothing from threads, and on a busy machine OpenBLAS's
+    thread hand-offs make each 3x3 solve take milliseconds. No-op without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext
+    controller = ThreadpoolController()
+    return lambda: controller.limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _step_takes_forces() -> bool:
+    from ase.optimize import FIRE
+
+    return "f" in inspect.signature(FIRE.step).parameters
+
+
+def _fire_step(opt, gradient: np.ndarray) -> None:
+    """``opt.step()`` reusing the filter gradient just computed (ASE would recompute the same numbers;
+    the cell filter's matrix functions are a large part of each step's ASE cost)."""
+    if _step_takes_forces():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ASE deprecates passing forces to step()
+            opt.step(-gradient)  # step() takes forces = -gradient
+    else:  # pragma: no cover - a future ASE without the argument
+        opt.step()
+
+
+def _predict(model, structures: list[Structure]) -> list[dict[str, np.ndarray]]:
+    """CHGNet energy (eV/atom), forces (eV/Å), stress (GPa) of all ``structures`` in one forward."""
+    graphs = [model.graph_converter(s) for s in structures]
+    out = model.predict_graph(graphs, task="efs", batch_size=len(graphs))
+    return [out] if isinstance(out, dict) else list(out)
+
+
+def _predict_each(model, structures: list[Structure]) -> list[dict[str, np.ndarray] | BaseException]:
+    """:func:`_predict` on the batch; if it raises, structure by structure (failures as exceptions)."""
+    try:
+        return _predict(model, structures)
+    except Exception:  # noqa: BLE001 - find the structure(s) that fail, keep the others
+        if len(structures) == 1:
+            raise
+    out: list[dict[str, np.ndarray] | BaseException] = []
+    for s in structures:
+        try:
+            out.append(_predict(model, [s])[0])
+        except Exception as exc:  # noqa: BLE001
+            out.append(exc)
+    return out
+
+
+def relax_structures(
+    structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+    batch_size: int = 32, progress: bool = True,
+) -> list[Relaxation]:
+    """Relax atoms and cell of each structure with CHGNet + ASE FIRE (FrechetCellFilter), evaluating
+    up to ``batch_size`` structures per batched CHGNet forward. Stops a structure when its max force
+    (atoms and cell dofs, eV/Å) is below ``fmax``, after ``max_steps`` FIRE steps, or (``error``
+    "blow-up") when its volume leaves [1/3, 3] × the input's (:data:`MAX_VOLUME_RATIO`); same trajectory
+    as ``StructOptimizer(model, "FIRE").relax(s, fmax=fmax, steps=max_steps)`` up to round-off.
+    ``model=None`` uses :func:`load_chgnet`. Results are in input order."""
+    structures = _check_inputs(structures, fmax, max_steps, batch_size)
+    if model is None:
+        model = load_chgnet()
+    from ase import units
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    blas_1 = _blas_single_thread()
+    results: list[Relaxation | None] = [None] * len(structures)
+    queue = deque(range(len(structures)))
+    active: list[_Active] = []
+    bar = progress_bar(total=len(structures), desc="relax (batched CHGNet)", progress=progress, leave=False)
+
+    def finish(st: _Active, converged: bool, error: str = "") -> None:
+        results[st.index] = Relaxation(structure=st.last_good, energy_initial=st.energy_initial,
+                                       energy_final=st.energy, n_steps=st.nsteps, converged=converged, error=error)
+        bar.update(1)
+
+    try:
+        while queue or active:
+            while queue and len(active) < batch_size:
+                i = queue.popleft()
+                try:
+                    active.append(_Active(i, structures[i], fmax))
+                except Exception as exc:  # noqa: BLE001 - e.g. a structure ASE cannot represent
+                    results[i] = Relaxation(structures[i], math.nan, math.nan, 0, False, _error_text(exc))
+                    bar.update(1)
+            if not active:
+                continue
+            current = [st.current_structure() for st in active]
+            predictions = _predict_each(model, current)
+            still: list[_Active] = []
+            for st, pred in zip(active, predictions):
+                if isinstance(pred, BaseException):
+                    finish(st, False, f"CHGNet evaluation failed after {st.nsteps} steps ({_error_text(pred)})")
+                    continue
+                try:
+                    n_atoms = len(st.atoms)
+                    energy = pred["e"] * n_atoms if model.is_intensive else pred["e"]  # as CHGNetCalculator
+                    st.atoms.calc = SinglePointCalculator(st.atoms, energy=energy, free_energy=energy,
+                                                          forces=pred["f"], stress=pred["s"] * units.GPa)
+                    st.energy = float(energy) / n_atoms
+                    st.last_good = st.current
+                    if st.nsteps == 0:
+                        st.energy_initial = st.energy
+                    ratio = st.current.volume / st.input.volume
+                    if not 1 / MAX_VOLUME_RATIO <= ratio <= MAX_VOLUME_RATIO:  # a blow-up: graphs explode, stop it
+                        finish(st, False, f"blow-up: volume x{ratio:.2f} after {st.nsteps} steps")
+                        continue
+                    with blas_1():
+                        gradient = st.opt.optimizable.get_gradient()
+                        converged = bool(st.opt.gradient_converged(gradient))
+                        if converged or st.nsteps >= max_steps:
+                            finish(st, converged)
+                            continue
+                        _fire_step(st.opt, gradient)
+                    st.nsteps += 1
+                except Exception as exc:  # noqa: BLE001 - a broken step must not stop the others
+                    finish(st, False, f"FIRE step failed after {st.nsteps} steps ({_error_text(exc)})")
+                    continue
+                still.append(st)
+            active = still
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _structoptimizer(model):
+    from chgnet.model import StructOptimizer
+
+    device = next(model.parameters()).device.type
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the device
+        return StructOptimizer(model=model, optimizer_class="FIRE", use_device=device)
+
+
+def _filter_converged(structure: Structure, final: Structure, forces: np.ndarray, stress: np.ndarray, fmax: float) -> bool:
+    """ASE's convergence test of FIRE on a FrechetCellFilter started at ``structure``, for the final
+    geometry ``final`` with its forces (eV/Å) and Voigt stress (eV/Å³)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor().get_atoms(final)
+    atoms.calc = SinglePointCalculator(atoms, energy=0.0, free_energy=0.0, forces=forces, stress=stress)
+    filt = FrechetCellFilter(atoms)
+    filt.orig_cell = structure.lattice.matrix  # the reference cell the relaxation started from
+    opt = FIRE(filt, logfile=None)
+    opt.fmax = fmax
+    return bool(opt.gradient_converged(opt.optimizable.get_gradient()))
+
+
+def relax_with_structoptimizer(
+    structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+    progress: bool = True,
+) -> list[Relaxation]:
+    """The baseline: CHGNet's ``StructOptimizer(model, "FIRE").relax(s, fmax=fmax (eV/Å),
+    steps=max_steps, relax_cell=True)``, one structure at a time. Energies (eV/atom) are the first
+    and last of its trajectory; a structure that raises keeps its input geometry with ``error`` set.
+    BLAS is limited to one thread during each relaxation, as in :func:`relax_structures` (and as
+    ``ChgnetJudge.relax`` does), so that the comparison measures batching, not BLAS contention."""
+    structures = _check_inputs(structures, fmax, max_steps)
+    if model is None:
+        model = load_chgnet()
+    opt = _structoptimizer(model)
+    blas_1 = _blas_single_thread()
+    out = []
+    for s in progress_bar(structures, desc="relax (StructOptimizer)", progress=progress, leave=False):
+        try:
+            with blas_1(), contextlib.redirect_stdout(io.StringIO()):
+                res = opt.relax(s, fmax=fmax, steps=max_steps, relax_cell=True, verbose=False)
+            traj = res["trajectory"]
+            final = res["final_structure"]
+            final.remove_site_property("magmom")
+            n = len(s)
+            converged = _filter_converged(s, final, traj.forces[-1], traj.stresses[-1], fmax)
+            out.append(Relaxation(structure=final, energy_initial=float(traj.energies[0]) / n,
+                                  energy_final=float(traj.energies[-1]) / n, n_steps=len(traj) - 2,
+                                  converged=converged))
+        except Exception as exc:  # noqa: BLE001 - one bad structure must not stop the others
+            out.append(Relaxation(s, math.nan, math.nan, 0, False, _error_text(exc)))
+    return out
+
+
+def compare_relaxers(
+    structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+    batch_size: int = 32, repeats: int = 3,
+) -> dict[str, Any]:
+    """Time :func:`relax_with_structoptimizer` and :func:`relax_structures` on the same structures,
+    alternating them ``repeats`` times in this process at the current torch thread count (seconds,
+    wall clock), and compare their final energies (meV/atom) and step counts."""
+    import torch
+
+    structures = _check_inputs(structures, fmax, max_steps, batch_size)
+    if not structures:
+        raise ValueError("compare_relaxers needs at least one structure")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    if model is None:
+        model = load_chgnet()
+    load = os.getloadavg()[0]
+    # warm-up (first-call allocations, lazy imports) outside the timings
+    relax_with_structoptimizer(structures[:1], model=model, fmax=fmax, max_steps=1, progress=False)
+    relax_structures(structures[:1], model=model, fmax=fmax, max_steps=1, batch_size=batch_size, progress=False)
+    t_so, t_b = [], []
+    res_so: list[Relaxation] = []
+    res_b: list[Relaxation] = []
+    for r in range(repeats):
+        order = ("so", "b") if r % 2 == 0 else ("b", "so")  # alternate who goes first
+        for which in order:
+            t0 = time.perf_counter()
+            if which == "so":
+                res_so = relax_with_structoptimizer(structures, model=model, fmax=fmax, max_steps=max_steps, progress=False)
+                t_so.append(time.perf_counter() - t0)
+            else:
+                res_b = relax_structures(structures, model=model, fmax=fmax, max_steps=max_steps,
+                                         batch_size=batch_size, progress=False)
+                t_b.append(time.perf_counter() - t0)
+    diff = np.abs(np.array([a.energy_final - b.energy_final for a, b in zip(res_b, res_so)])) * 1000.0
+    diff = np.where(np.isnan(diff), np.inf, diff)  # a failure on one side only counts as a mismatch
+    both_failed = np.array([math.isnan(a.energy_final) and math.isnan(b.energy_final) for a, b in zip(res_b, res_so)])
+    diff[both_failed] = 0.0
+    return {
+        "n_structures": len(structures),
+        "mean_atoms": float(np.mean([len(s) for s in structures])),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "structoptimizer_s_median": float(np.median(t_so)),
+        "batched_s_median": float(np.median(t_b)),
+        "structoptimizer_s_spread": float(max(t_so) - min(t_so)),
+        "batched_s_spread": float(max(t_b) - min(t_b)),
+        "speedup": float(np.median(t_so) / np.median(t_b)),
+        "max_abs_final_energy_diff_meV_per_atom": float(diff.max()),
+        "median_abs_final_energy_diff_meV_per_atom": float(np.median(diff)),
+        "fraction_converged_batched": float(np.mean([r.converged for r in res_b])),
+        "fraction_converged_structoptimizer": float(np.mean([r.converged for r in res_so])),
+        "median_steps_batched": float(np.median([r.n_steps for r in res_b])),
+        "median_steps_structoptimizer": float(np.median([r.n_steps for r in res_so])),
+        "load_average_1min": float(load),
+    }

@@ -66,7 +66,9 @@ class ShardError(RuntimeError):
 
 
 class TorchThreads(WorkerPlugin):
-    """Sets torch's intra-op thread count (and the OpenMP/MKL variables) in each worker process."""
+    """Sets torch's intra-op thread count (and the OpenMP/MKL variables) in each worker process, and
+    silences ``UserWarning`` there: a worker's warnings go to the parent's raw stderr, which a
+    notebook kernel forwards into the report, once per worker and structure."""
 
     name = "matdiscovery-torch-threads"
 
@@ -74,6 +76,9 @@ class TorchThreads(WorkerPlugin):
         self.n = int(n)
 
     def setup(self, worker) -> None:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning)
         for var in _THREAD_ENV:
             os.environ[var] = str(self.n)
         try:

@@ -321,7 +321,8 @@ class ScreeningStudy:
         cols = ["id", "variant", "formula", "n_atoms", "spacegroup", "spacegroup_found", "valid", "reason", "pgcgm_valid",
                 "unique", "relaxed", "n_steps", "converged", "volume_ratio", "chemistry_class", "ef_composition",
                 "ef_chgnet_initial", "ef_chgnet", "ef_sevennet", "ehull_chgnet_initial", "ehull_chgnet", "ehull_chgnet_offset",
-                "ehull_sevennet", "ehull_sevennet_offset", "ehull_composition", "absurd_reason", "novel", "ood_distance"]
+                "ehull_sevennet", "ehull_sevennet_offset", "ehull_composition", "relax_error", "absurd_reason", "novel",
+                "ood_distance"]
         return self.generated[[c for c in cols if c in self.generated]].round(4)
 
 
@@ -362,12 +363,14 @@ def _score(client, p: ScreeningParams, ids, structures, *, relax: bool, name: st
 
 
 def _code_version() -> str:
-    """Hash of the modules that produce a shard's numbers (a change invalidates the shards)."""
+    """Hash of the code that produces a shard's numbers (:func:`score_shard` and the modules it
+    calls): a change there invalidates the shards, an edit elsewhere in this module does not."""
     import hashlib
+    import inspect
 
     here = Path(__file__).parent
-    h = hashlib.sha1()
-    for name in ("relax.py", "sevennet_judge.py", "energies.py", "study.py"):
+    h = hashlib.sha1(inspect.getsource(score_shard).encode())
+    for name in ("relax.py", "sevennet_judge.py", "energies.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 

@@ -69,6 +69,27 @@ def test_failing_shard_keeps_the_others_and_rerun_resumes(client, tmp_path):
     assert out["x"].tolist() == list(range(12))
 
 
+def test_skip_records_a_failed_shard_and_does_not_retry_it(client, tmp_path):
+    items = list(range(12))
+    items[7] = -7  # shard 1 of 3 fails
+    out = map_shards(square_shard, items, shard_size=4, cache_dir=tmp_path, key="s", client=client, progress=False,
+                     on_error="skip")
+    assert out["x"].tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    assert sorted(out.attrs["failed_items"]) == [4, 5, 6, 7]
+    assert "negative item -7" in out.attrs["failed_items"][4]
+    assert (tmp_path / "s-00001-of-00003.failed").exists()
+    items[7] = 7  # even with the input fixed, a recorded failure is not retried until its file is deleted
+    again = map_shards(square_shard, items, shard_size=4, cache_dir=tmp_path, key="s", client=client, progress=False,
+                       on_error="skip")
+    assert again.attrs["shards_computed"] == 0 and sorted(again.attrs["failed_items"]) == [4, 5, 6, 7]
+    (tmp_path / "s-00001-of-00003.failed").unlink()
+    third = map_shards(square_shard, items, shard_size=4, cache_dir=tmp_path, key="s", client=client, progress=False,
+                       on_error="skip")
+    assert third["x"].tolist() == list(range(12)) and third.attrs["failed_items"] == {}
+    with pytest.raises(ValueError, match="on_error"):
+        map_shards(square_shard, items, shard_size=4, cache_dir=tmp_path, key="s", client=client, on_error="ignore")
+
+
 def test_shard_key_and_argument_checks(client, tmp_path):
     k = shard_key({"steps": 10, "fmax": 0.1}, "chgnet 0.4.2", ["abc", "def"])
     assert len(k) == 16 and int(k, 16) >= 0

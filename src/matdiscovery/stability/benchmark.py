@@ -66,9 +66,19 @@ _LIB_MODEL = None
 _LIB_BATCH = 32
 
 
+def _quiet_worker() -> None:
+    """A spawned worker does not inherit the caller's warning filters; its raw stderr would end up
+    in a notebook report (CHGNet's tensor-to-scalar notice, the cell filter's 1e-13 logm notes)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+
+
 def _library_worker_init(model_name: str, batch_size: int, warm: list) -> None:
     """Initializer of a library worker: 1 thread, model loaded once, one warm-up prediction."""
     global _LIB_MODEL, _LIB_BATCH
+    _quiet_worker()
     torch.set_num_threads(1)
     _LIB_MODEL, _LIB_BATCH = _load_chgnet(model_name), batch_size
     library_default_energy(_LIB_MODEL, warm, batch_size=batch_size)
@@ -328,6 +338,7 @@ _RELAX_MODEL = None
 def _relax_worker_init() -> None:
     """Initializer of a StructOptimizer worker: 1 thread, CHGNet loaded once."""
     global _RELAX_MODEL
+    _quiet_worker()
     torch.set_num_threads(1)
     from matdiscovery.stability.relax import load_chgnet
 

@@ -79,6 +79,7 @@ class TorchThreads(WorkerPlugin):
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", message="logm result may be inaccurate")  # ASE's cell filter
         for var in _THREAD_ENV:
             os.environ[var] = str(self.n)
         try:
@@ -157,7 +158,7 @@ def _read_shard(path: Path, n_items: int) -> pd.DataFrame | None:
 
 
 def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_size: int, cache_dir: str | Path,
-               key: str, client, progress: bool = True, desc: str = "shards") -> pd.DataFrame:
+               key: str, client, progress: bool = True, desc: str = "shards", on_error: str = "raise") -> pd.DataFrame:
     """Run ``fn(shard_items)`` on the Dask ``client`` for consecutive shards of ``shard_size``
     ``items`` and return the shards' frames concatenated in item order (``ignore_index``).
 
@@ -166,7 +167,10 @@ def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_siz
     ``fn`` must be a top-level (picklable) function returning one row per item. The result has
     ``attrs["shards_computed"]`` and ``attrs["shards_reused"]``. Failing shards raise
     :class:`ShardError` (naming each shard and its exception) after all others finished and were
-    written.
+    written. With ``on_error="skip"`` a failed shard is recorded instead, in
+    ``cache_dir/{key}-{i:05d}-of-{n:05d}.failed`` (the error text; a rerun does not retry it, delete the
+    file to retry: a shard that kills its workers, e.g. out of memory, would kill them again), its items
+    are left out of the result, and ``attrs["failed_items"]`` maps each left-out item's position to the error.
     """
     from matdiscovery.progress import progress_bar
 
@@ -178,6 +182,8 @@ def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_siz
         raise ValueError(f"key must be a non-empty file-name-safe string ([A-Za-z0-9_.-]), got {key!r}")
     if client is None:
         raise ValueError("client is None; get one from dask_client()")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     items = list(items)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -185,9 +191,13 @@ def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_siz
     n = len(shards)
     paths = [cache_dir / f"{key}-{i:05d}-of-{n:05d}.pkl" for i in range(n)]
     frames: list[pd.DataFrame | None] = [_read_shard(p, len(s)) for p, s in zip(paths, shards)]
-    todo = [i for i, f in enumerate(frames) if f is None]
-    reused = n - len(todo)
     errors: dict[int, BaseException] = {}
+    if on_error == "skip":  # failures recorded by an earlier run are not retried
+        for i, path in enumerate(paths):
+            if frames[i] is None and path.with_suffix(".failed").exists():
+                errors[i] = RuntimeError(path.with_suffix(".failed").read_text().strip())
+    todo = [i for i, f in enumerate(frames) if f is None and i not in errors]
+    reused = n - len(todo) - len(errors)
 
     bar = progress_bar(total=n, desc=desc, progress=progress, leave=False, initial=reused)
     window = max(4, 2 * sum(client.nthreads().values()))  # shards in flight: keep workers busy, not flooded
@@ -217,6 +227,8 @@ def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_siz
                 frames[i] = frame
             except Exception as exc:  # noqa: BLE001 - collected, raised after the other shards
                 errors[i] = exc
+                if on_error == "skip":
+                    paths[i].with_suffix(".failed").write_text(f"{type(exc).__name__}: {exc}\n")
             finally:
                 fut.release()
             bar.update(1)
@@ -227,12 +239,16 @@ def map_shards(fn: Callable[[list], pd.DataFrame], items: Sequence, *, shard_siz
     finally:
         bar.close()
 
-    if errors:
+    if errors and on_error == "raise":
         lines = [f"shard {i} ({paths[i].name}, items {i * shard_size}..{i * shard_size + len(shards[i]) - 1}): "
                  f"{type(e).__name__}: {e}" for i, e in sorted(errors.items())]
         raise ShardError(f"{len(errors)} of {n} shards failed ({n - len(errors)} stored in {cache_dir}; "
                          "a rerun computes only the failed ones):\n  " + "\n  ".join(lines)) from errors[min(errors)]
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    out.attrs["shards_computed"] = len(todo)
+    kept = [f for f in frames if f is not None]
+    out = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+    out.attrs["shards_computed"] = len(todo) - sum(i in errors for i in todo)
     out.attrs["shards_reused"] = reused
+    if on_error == "skip":
+        out.attrs["failed_items"] = {k: f"{type(e).__name__}: {e}" for i, e in sorted(errors.items())
+                                     for k in range(i * shard_size, i * shard_size + len(shards[i]))}
     return out

@@ -204,6 +204,7 @@ class ScreeningStudy:
         r = self.relaxed(variant)
         out: dict = {"n_generated": len(g), "n_sane": int(g["valid"].sum()), "n_pgcgm_filter": int(g["screened"].sum()),
                      "n_unique_screened": int(g["unique"].sum()), "n_relaxed": len(r),
+                     "n_relax_lost_worker_failure": int((g["relax_lost"] != "").sum()) if "relax_lost" in g else 0,
                      "fraction_relax_converged": float(r["converged"].mean()) if len(r) else float("nan"),
                      "median_relax_steps": float(r["n_steps"].median()) if len(r) else float("nan"),
                      "median_volume_change": float((r["volume_ratio"] - 1).abs().median()) if len(r) else float("nan"),
@@ -286,7 +287,9 @@ class ScreeningStudy:
                     "paper_pgcgm_dft_fraction_negative_ef": PGCGM_DFT["fraction_negative_ef"],
                     "paper_pgcgm_dft_n": PGCGM_DFT["n"],
                     "paper_mattergen_table_stable_sun": {k: list(v) for k, v in MATTERGEN_TABLE.items()},
-                    "seconds": self.seconds, "shards": self.shards})
+                    "seconds": self.seconds,
+                    "shards": {k: ({kk: vv for kk, vv in v.items() if kk != "lost_ids"} if isinstance(v, dict) else v)
+                               for k, v in self.shards.items()}})
         out.update(self.benchmarks)
         return out
 
@@ -321,7 +324,7 @@ class ScreeningStudy:
         cols = ["id", "variant", "formula", "n_atoms", "spacegroup", "spacegroup_found", "valid", "reason", "pgcgm_valid",
                 "unique", "relaxed", "n_steps", "converged", "volume_ratio", "chemistry_class", "ef_composition",
                 "ef_chgnet_initial", "ef_chgnet", "ef_sevennet", "ehull_chgnet_initial", "ehull_chgnet", "ehull_chgnet_offset",
-                "ehull_sevennet", "ehull_sevennet_offset", "ehull_composition", "relax_error", "absurd_reason", "novel",
+                "ehull_sevennet", "ehull_sevennet_offset", "ehull_composition", "relax_error", "relax_lost", "absurd_reason", "novel",
                 "ood_distance"]
         return self.generated[[c for c in cols if c in self.generated]].round(4)
 
@@ -358,8 +361,10 @@ def _score(client, p: ScreeningParams, ids, structures, *, relax: bool, name: st
     key = shard_key(name, relax, p.fmax, p.max_steps, p.sevennet_model, p.shard_size, version("chgnet"), version("sevenn"),
                     _code_version(), list(ids), content)
     frame = map_shards(fn, list(zip(ids, structures)), shard_size=p.shard_size, cache_dir=project_root() / p.shard_dir,
-                       key=f"{name}-{key}", client=client, progress=progress, desc=f"{name} shards")
-    return frame, {"computed": frame.attrs.get("shards_computed"), "reused": frame.attrs.get("shards_reused")}
+                       key=f"{name}-{key}", client=client, progress=progress, desc=f"{name} shards", on_error="skip")
+    lost = {ids[k]: reason for k, reason in frame.attrs.get("failed_items", {}).items()}
+    return frame, {"computed": frame.attrs.get("shards_computed"), "reused": frame.attrs.get("shards_reused"),
+                   "lost_items": len(lost), "lost_reasons": sorted(set(lost.values())), "lost_ids": lost}
 
 
 def _code_version() -> str:
@@ -435,7 +440,8 @@ def run_screening(p: ScreeningParams, *, progress: bool = True) -> ScreeningStud
         shards["cluster"] = "external scheduler" if address else f"LocalCluster {p.n_workers} x {p.torch_threads} thread"
 
     # controls: offsets per class and judge, fitted against JARVIS E_f
-    ctrl = pd.concat([ctrl.reset_index(drop=True), ctrl_scores.drop(columns=["id", "final_structure"])], axis=1)
+    ctrl = ctrl.assign(id=ctrl["material_id"].astype(str)).merge(ctrl_scores.drop(columns=["final_structure"]), on="id",
+                                                                   how="inner")  # a lost control shard drops its rows
     ctrl["chemistry_class"] = ctrl["composition"].map(chemistry_class)
     ctrl["ef_composition"] = judge.predict(list(ctrl["composition"]))
     offsets = {j: ChemistryOffsets.fit(ctrl["chemistry_class"], ctrl[f"ef_{j}"], ctrl["dft_ef"], n_folds=p.offset_folds,
@@ -448,6 +454,9 @@ def run_screening(p: ScreeningParams, *, progress: bool = True) -> ScreeningStud
     gen = samples.drop(columns=["cif"], errors="ignore").merge(gen_scores.rename(columns={"id": "material_id"}),
                                                               on="material_id", how="left")
     gen["id"] = gen["material_id"]
+    # items of a shard whose workers died (e.g. a relaxation whose graph outgrew memory) are recorded, not scored
+    gen["relax_lost"] = gen["id"].map(shards["generated"]["lost_ids"]).fillna("")
+    gen.loc[gen["relax_lost"] != "", "relaxed"] = False
     gen["composition"] = gen["structure"].map(lambda s: s.composition)
     gen["chemistry_class"] = gen["composition"].map(chemistry_class)
     gen["ef_composition"] = np.nan

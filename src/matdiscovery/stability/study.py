@@ -39,7 +39,8 @@ import pandas as pd
 from pymatgen.core import Composition, Structure
 from scipy.stats import spearmanr
 
-from matdiscovery.generator.metrics import match_mask, unique_mask, wilson
+from matdiscovery.generator.metrics import _prop as _fraction  # proportion with its Wilson interval and n
+from matdiscovery.generator.metrics import match_mask, unique_mask
 from matdiscovery.geometry import min_interatomic_distance
 from matdiscovery.params.stability import ScreeningParams, TrainJudgeParams
 from matdiscovery.paths import project_root
@@ -151,11 +152,6 @@ def load_generated(p: ScreeningParams, *, progress: bool = True) -> tuple[pd.Dat
 
 
 # --------------------------------------------------------------------------- result
-def _fraction(mask) -> dict[str, float]:
-    mask = np.asarray(mask, dtype=bool)
-    lo, hi = wilson(int(mask.sum()), len(mask))
-    return {"value": float(mask.mean()) if len(mask) else float("nan"), "ci_low": lo, "ci_high": hi, "n": int(len(mask))}
-
 
 @dataclass
 class ScreeningStudy:

@@ -122,6 +122,28 @@ def test_sevennet_judge_on_rock_salt():
         judge.predict_energy(["NaCl"], progress=False)
 
 
+def test_sevennet_batched_energies_match_calculator():
+    """The batched energy-only path gives the ASE calculator's energies, structure by structure, and a
+    structure the model cannot take (an unknown element) is NaN without stopping its batch."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from matdiscovery.datasets import load_crystals
+    from matdiscovery.stability.sevennet_judge import SevennetJudge
+
+    structures = list(load_crystals("jarvis_epc", "train", limit=5)["structure"]) + [rocksalt(), rocksalt(4.6)]
+    judge = SevennetJudge(batch_size=3)
+    ours = judge.predict_energy(structures, progress=False)
+    for s, e in zip(structures, ours):
+        atoms = AseAtomsAdaptor.get_atoms(s)
+        atoms.calc = judge.calculator
+        assert abs(e - atoms.get_potential_energy() / len(atoms)) < 1e-5
+    og = Structure(Lattice.cubic(5.0), ["Og", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    mixed = judge.predict_energy([structures[0], og, structures[1]], progress=False)
+    assert np.isnan(mixed[1]) and np.allclose(mixed[[0, 2]], ours[:2], atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        SevennetJudge(batch_size=0)
+
+
 def test_sun_rate_rule():
     """The S.U.N. rule on a hand-made table: stable (offset e_hull ≤ 0.1, not absurd) & novel, scaled by the
     unique-screened fraction of all generated samples."""
@@ -147,3 +169,20 @@ def test_sun_rate_rule():
     assert s["value"] == pytest.approx(0.125)
     assert s["ci_low"] < 0.125 < s["ci_high"] and s["n_generated"] == n
     assert study.sun("pgcgm", "sevennet")["in_relaxed_sample"] == pytest.approx(0.25)
+
+
+def test_screen_throughput_from_shard_timings():
+    """Relaxations per core-hour from the shards' own timings: relaxed rows only, core-seconds summed."""
+    from matdiscovery.stability.study import ScreeningStudy
+
+    gen = pd.DataFrame({"relaxed": [True, True, False, True], "n_atoms": [10, 20, 4, 30],
+                        "core_seconds_per_item": [10.0, 30.0, 1.0, np.nan]})  # the NaN row: a lost shard
+    study = ScreeningStudy(params=None, generated=gen, controls=pd.DataFrame(), offsets={}, judge_metrics={},
+                           test_predictions=pd.DataFrame(), hull_check_mae=0.0, sources={})
+    t = study.screen_throughput()
+    assert t["screen_relaxations_per_core_hour"] == pytest.approx(3600 * 2 / 40)
+    assert t["screen_core_hours_per_million_relaxations"] == pytest.approx(1e6 * 40 / 3600 / 2)
+    assert t["screen_mean_atoms"] == pytest.approx(15.0) and t["screen_n_timed"] == 2
+    empty = ScreeningStudy(params=None, generated=gen.assign(relaxed=False), controls=pd.DataFrame(), offsets={},
+                           judge_metrics={}, test_predictions=pd.DataFrame(), hull_check_mae=0.0, sources={})
+    assert empty.screen_throughput() == {}

@@ -29,6 +29,8 @@ STABILITY_THRESHOLD = 0.1
 FORMATION_ENERGY_WINDOW = (-5.0, 5.0)
 #: a relaxation that changes the volume by more than this factor (either way) blew up
 MAX_VOLUME_RATIO = 3.0
+#: the relaxation error text of a structure stopped because its CHGNet graph outgrew the memory guard
+GRAPH_TOO_LARGE = "CHGNet graph too large"
 #: after relaxation an atom whose nearest neighbour is farther than this (Å) has left the crystal
 MAX_NEAREST_NEIGHBOUR_A = 5.0
 #: after relaxation two atoms closer than this (Å) have collapsed (CDVAE's structural validity)
@@ -167,14 +169,18 @@ class ChemistryOffsets:
 
 
 def absurd_reason(*, formation_energy: float, volume_ratio: float = 1.0, min_distance: float = np.inf,
-                  n_isolated: int = 0, n_atoms_before: int = 0, n_atoms_after: int = 0) -> str:
-    """Why a (relaxed) structure's result is physically absurd, or ``""``: atoms lost, no energy,
+                  n_isolated: int = 0, n_atoms_before: int = 0, n_atoms_after: int = 0, relax_error: str = "") -> str:
+    """Why a (relaxed) structure's result is physically absurd, or ``""``: atoms lost, a CHGNet graph
+    that outgrew :data:`~matdiscovery.stability.relax.MAX_ANGLES` (``relax_error`` holds
+    :data:`GRAPH_TOO_LARGE`: the cell collapsed, or was absurdly dense to begin with), no energy,
     a formation energy (eV/atom) outside :data:`FORMATION_ENERGY_WINDOW`, a volume change beyond
     :data:`MAX_VOLUME_RATIO`, atoms collapsed (< :data:`MIN_DISTANCE_A` Å) or isolated (no
     neighbour within :data:`MAX_NEAREST_NEIGHBOUR_A` Å); checked in that order."""
     lo, hi = FORMATION_ENERGY_WINDOW
     if n_atoms_after != n_atoms_before:
         return "lost atoms"
+    if GRAPH_TOO_LARGE in relax_error:
+        return "relaxation blow-up (graph)"
     if not np.isfinite(formation_energy):
         return "no energy"
     if not lo <= formation_energy <= hi:

@@ -15,7 +15,11 @@ from matdiscovery.stability.relax import (
     DEFAULT_FMAX,
     Relaxation,
     _chunks,
+    _frechet_filter_class,
+    crystal_graph,
     load_chgnet,
+    load_chgnet_compiled,
+    logm_3x3,
     predict_efs,
     relax_structures,
     relax_with_structoptimizer,
@@ -107,6 +111,24 @@ def test_zero_steps_returns_input(structures, model):
         assert np.allclose(r.structure.cart_coords, s.cart_coords)
 
 
+def test_screen_shard_scores_an_absurdly_dense_input_without_relaxing_it(structures):
+    """score_shard: an input denser than any crystal gets a single point and a counted absurd reason;
+    the ordinary structures beside it in the shard are relaxed as usual."""
+    from matdiscovery.stability.energies import MIN_VOLUME_PER_ATOM_A3
+    from matdiscovery.stability.study import score_shard
+
+    dense = Structure(Lattice.cubic(1.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 2.05 Å^3/atom
+    assert dense.volume / len(dense) < MIN_VOLUME_PER_ATOM_A3 < structures[0].volume / len(structures[0])
+    frame = score_shard([("ok", structures[0]), ("dense", dense)], relax=True, fmax=DEFAULT_FMAX, max_steps=20,
+                        batch_size=4, sevennet_model="7net-0").set_index("id")
+    assert frame.loc["ok", "n_steps"] > 0 and frame.loc["ok", "relax_error"] == ""
+    assert frame.loc["dense", "n_steps"] == 0 and frame.loc["dense", "relax_error"].startswith("not relaxed: input 2.05")
+    assert frame.loc["dense", "ef_chgnet"] == frame.loc["dense", "ef_chgnet_initial"]
+    assert math.isfinite(frame.loc["dense", "ef_sevennet"]) and frame.loc["dense", "volume_ratio"] == 1.0
+    assert absurd_reason(formation_energy=frame.loc["dense", "ef_chgnet"], volume_per_atom=2.05,
+                         relax_error=frame.loc["dense", "relax_error"]) == "input denser than any crystal"
+
+
 def test_empty_input(model):
     assert relax_structures([], model=model, progress=False) == []
 
@@ -176,3 +198,139 @@ def test_graph_size_guard(structures, model):
     for i, (a, b) in enumerate(zip(out, ref)):
         if i != big:
             assert abs(a.energy_final - b.energy_final) < 1e-5
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+GRAPH_FIELDS = ["atomic_number", "atom_frac_coord", "atom_graph", "neighbor_image", "directed2undirected",
+                "undirected2directed", "bond_graph", "lattice"]
+
+
+def test_crystal_graph_equals_chgnet_converter(model):
+    """The array-built graph is CHGNet's own, tensor for tensor in the same row order, on real
+    crystals and on compressed and expanded ones (dense graphs, edges to many periodic images)."""
+    crystals = list(load_crystals("jarvis_epc", "train", limit=30)["structure"])
+    crystals += list(load_crystals("perov_5", "val", limit=5)["structure"])
+    crystals += [s.copy().scale_lattice(s.volume * f) for s in crystals[:8] for f in (0.4, 2.5)]
+    n_angles = 0
+    for s in crystals:
+        ref, ours = model.graph_converter(s), crystal_graph(model.graph_converter, s)
+        for field in GRAPH_FIELDS:
+            a, b = getattr(ref, field), getattr(ours, field)
+            assert a.dtype == b.dtype and a.shape == b.shape and torch_equal(a, b), (s.formula, field)
+        assert ours.composition == ref.composition
+        n_angles += ours.bond_graph.shape[0] if ours.bond_graph.dim() == 2 else 0
+    assert n_angles > 1000
+
+
+def test_crystal_graph_isolated_atom_handled_like_chgnet(model):
+    """An isolated atom goes to CHGNet's converter, which raises or warns as it is set to."""
+    s = Structure(Lattice.cubic(20.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 17 Å apart > 6 Å cutoff
+    converter = model.graph_converter
+    old = converter.on_isolated_atoms
+    try:
+        converter.set_isolated_atom_response("error")
+        with pytest.raises(ValueError, match="isolated atom"):
+            crystal_graph(converter, s)
+        converter.set_isolated_atom_response("ignore")
+        assert crystal_graph(converter, s).atomic_number.tolist() == [11, 17]
+    finally:
+        converter.set_isolated_atom_response(old)
+
+
+def test_logm_3x3_matches_scipy():
+    from scipy.linalg import expm, logm
+
+    rng = np.random.default_rng(0)
+    for scale in (1e-6, 0.05, 0.3, 0.8):
+        for _ in range(50):
+            x = scale * rng.normal(size=(3, 3)) + rng.uniform(-1.0, 1.0) * np.eye(3)
+            m = expm(x) * rng.choice([1.0, 9.0])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy warns about its own accuracy
+                ref = np.real(logm(m))
+            np.testing.assert_allclose(logm_3x3(m), ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    np.testing.assert_allclose(logm_3x3(np.eye(3) * 5.0), np.log(5.0) * np.eye(3), atol=1e-15)
+
+
+def test_fast_filter_matches_ase_frechet_filter():
+    """Our FrechetCellFilter gives ASE's forces (atoms and cell), coordinates and convergence stress."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.filters import FrechetCellFilter
+
+    rng = np.random.default_rng(1)
+    for k in range(20):
+        atoms = (bulk("NaCl", "rocksalt", a=5.6, cubic=True) if k % 2 else bulk("Si", "diamond", a=5.43)).repeat((1, 1, 1 + k % 3))
+        a, b = atoms.copy(), atoms.copy()
+        ref, ours = FrechetCellFilter(a), _frechet_filter_class()(b)
+        x = ref.get_positions() + rng.normal(0.0, 0.2, (len(atoms) + 3, 3))  # moves atoms and cell
+        ref.set_positions(x)
+        ours.set_positions(x)
+        forces, stress = rng.normal(0.0, 1.0, (len(atoms), 3)), rng.normal(0.0, 0.05, 6)
+        for at in (a, b):
+            at.calc = SinglePointCalculator(at, energy=0.0, forces=forces, stress=stress)
+        np.testing.assert_allclose(ours.get_forces(), ref.get_forces(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.get_positions(), ref.get_positions(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.stress, ref.stress, rtol=0, atol=1e-14)
+
+
+def test_compiled_model_matches_eager(structures, model):
+    """The screen's compiled CHGNet (torch.compile of the message passing) gives the eager model's
+    energies, forces and stresses to float32 round-off, and relaxes to the same final energies."""
+    compiled = load_chgnet_compiled()
+    assert compiled is not model and getattr(compiled, "compiled_layers", False)
+    graphs = [crystal_graph(model.graph_converter, s) for s in structures]
+    for a, b in zip(predict_efs(compiled, graphs), predict_efs(model, graphs)):
+        assert abs(float(a["e"]) - float(b["e"])) < 1e-5  # eV/atom
+        np.testing.assert_allclose(a["f"], b["f"], atol=1e-3)  # eV/Å
+        np.testing.assert_allclose(a["s"], b["s"], atol=1e-2)  # GPa
+    short = relax_structures(structures[:3], model=compiled, max_steps=20, progress=False)
+    ref = relax_structures(structures[:3], model=model, max_steps=20, progress=False)
+    for a, b in zip(short, ref):
+        assert abs(a.energy_final - b.energy_final) * 1000 < 1.0  # meV/atom
+
+
+def test_relax_speed_benchmark_same_energies_and_stage_fails_on_a_mismatch(monkeypatch, tmp_path):
+    """The bench_relax stage: both relaxers on the same perturbed crystals give the same energies;
+    a mismatch beyond the tolerance fails the stage (exit 1) after writing its numbers."""
+    import json
+
+    from matdiscovery.stability import benchmark
+
+    r = benchmark.relax_speed(n=2, supercell=1, repeats=1, fmax=DEFAULT_FMAX, max_steps=5, batch_size=4,
+                              compile_chgnet=False)
+    assert r["n_structures"] == 2 and r["threads"] == 1 and r["speedup"] > 0
+    assert r["max_abs_final_energy_diff_meV_per_atom"] < 1.0
+    assert [len(s) for s in benchmark.perturbed_crystals(2, supercell=2)] == [4 * len(s) for s in
+                                                                             benchmark.perturbed_crystals(2)]
+    monkeypatch.setattr(benchmark, "relax_speed", lambda **kw: r | {"max_abs_final_energy_diff_meV_per_atom": 8.0})
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--out", str(out)]) == 1
+    assert json.loads(out.read_text())["max_abs_final_energy_diff_meV_per_atom"] == 8.0
+    monkeypatch.setattr(benchmark, "relax_speed", lambda **kw: r)
+    assert benchmark.main(["--out", str(out)]) == 0
+
+
+def test_screen_reports_the_bench_relax_stage_and_names_a_missing_file(tmp_path):
+    import json
+
+    from matdiscovery.params import load_params
+    from matdiscovery.params.stability import ScreeningParams
+    from matdiscovery.stability.study import ScreeningStudy, run_benchmarks
+
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"speedup": 3.2, "repeats": 3}))
+    p = ScreeningParams.model_construct(**(load_params("02_stability_screening") | {"relax_benchmark": str(bench),
+                                                                                    "bench_throughput_n": 0}))
+    study = ScreeningStudy(params=p, generated=None, controls=None, offsets={}, judge_metrics={}, test_predictions=None,
+                           hull_check_mae=0.0, sources={})
+    out = run_benchmarks(study)
+    assert out["relax_speedup_vs_structoptimizer"] == 3.2 and out["relax_benchmark"]["repeats"] == 3
+    study.params = p.model_copy(update={"relax_benchmark": str(tmp_path / "missing.json")})
+    with pytest.raises(FileNotFoundError, match="dvc repro bench_relax"):
+        run_benchmarks(study)

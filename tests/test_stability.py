@@ -164,3 +164,55 @@ def test_ood_distances(tiny_judge):
 
 
 # ----------------------------------------------------------------------------- screening
+
+
+SCORED: list[str] = []
+
+
+def fake_score_shard(items, **kwargs) -> pd.DataFrame:
+    """Stands in for the CHGNet/SevenNet shard function: records what it was asked to score."""
+    SCORED.extend(i for i, _ in items)
+    return pd.DataFrame({"id": [i for i, _ in items], "ef_chgnet": [float(len(s)) for _, s in items],
+                         "core_seconds_per_item": 1.0})
+
+
+def test_identical_inputs_are_scored_once_and_copied(monkeypatch, tmp_path):
+    """A structure both decoders produce is relaxed once; its twin gets a copy of the row, untimed."""
+    from distributed import Client
+
+    from matdiscovery.params import load_params
+    from matdiscovery.params.stability import ScreeningParams
+    from matdiscovery.stability import study
+
+    monkeypatch.setattr(study, "score_shard", fake_score_shard)
+    p = ScreeningParams.model_construct(**(load_params("02_stability_screening") | {"shard_dir": str(tmp_path), "shard_size": 2}))
+    a = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    b = Structure(Lattice.cubic(5.0), ["K", "Br", "K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]])
+    SCORED.clear()
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        frame, info = study._score(client, p, ["pg-1", "pg-2", "snap-1", "snap-2"], [a, b, a.copy(), b.copy()],
+                                   relax=True, name="generated", progress=False)
+    assert sorted(SCORED) == ["pg-1", "pg-2"] and info["duplicates_copied"] == 2
+    rows = frame.set_index("id")
+    assert rows.loc["snap-1", "ef_chgnet"] == 2.0 and rows.loc["snap-2", "ef_chgnet"] == 4.0
+    assert np.isnan(rows.loc["snap-1", "core_seconds_per_item"]) and rows.loc["pg-1", "core_seconds_per_item"] == 1.0
+
+
+def test_decoders_sampled_apart_and_interleaved_equal_one_sample_call():
+    """The screen samples each decoder on its own Dask worker: merged, the rows equal one call's."""
+    from distributed import Client
+    from test_generator import tiny_model
+
+    from matdiscovery.generator.sampling import sample
+    from matdiscovery.stability.study import interleave_decoders
+
+    model = tiny_model()
+    whole = sample(model, 7, seed=3, decoders=("pgcgm", "snap"), progress=False)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        parts = client.gather([client.submit(sample, model, 7, seed=3, decoders=(d,), progress=False, pure=False)
+                               for d in ("pgcgm", "snap")])
+    merged = interleave_decoders(parts)
+    assert list(merged["material_id"]) == list(whole["material_id"])
+    assert list(merged["cif"]) == list(whole["cif"])
+    with pytest.raises(ValueError, match="differ in length"):
+        interleave_decoders([parts[0], parts[1].iloc[:3]])

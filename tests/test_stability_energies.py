@@ -105,6 +105,8 @@ def test_offsets_bad_input():
     ({"formation_energy": -1.0, "n_isolated": 1}, "isolated atom"),
     ({"formation_energy": -1.0, "n_atoms_before": 4, "n_atoms_after": 3}, "lost atoms"),
     ({"formation_energy": -1.0, "volume_ratio": 1.16, "min_distance": 2.0}, ""),
+    ({"formation_energy": 4.0, "volume_per_atom": 2.1, "relax_error": "not relaxed"}, "input denser than any crystal"),
+    ({"formation_energy": -0.1, "volume_per_atom": 5.67}, ""),  # diamond, the densest real crystal, passes
 ])
 def test_absurd_reason(kwargs, reason):
     assert absurd_reason(**kwargs) == reason

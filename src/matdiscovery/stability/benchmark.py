@@ -1,4 +1,5 @@
-"""Throughput measurements behind ``benchmarks/bench_chgnet.py`` and notebook 02.
+"""Throughput measurements behind ``benchmarks/bench_chgnet.py``, ``benchmarks/bench_relax.py``,
+the ``bench_relax`` stage (``python -m matdiscovery.stability.benchmark``) and notebook 02.
 
 The claim to test is "the screen is at least as fast as the library's *best* single-machine
 configuration", not "faster than the library at torch's default threads" (on a busy 2-core
@@ -419,3 +420,73 @@ def compare_relax_throughput(structures: Sequence[Structure], *, client, n_proce
     out["core_hours_per_million_relaxations"] = 1e6 / out["relaxations_per_hour_per_core"]
     out["load_average_1min_end"] = float(os.getloadavg()[0])
     return out
+
+
+# --------------------------------------------------------------------------- batched FIRE vs StructOptimizer
+def perturbed_crystals(n: int, *, seed: int = 0, supercell: int = 1) -> list[Structure]:
+    """``n`` jarvis_epc training crystals, lattice axes strained by ±3 %, positions rattled by σ = 0.07 Å
+    (seeded), each repeated ``supercell`` x ``supercell`` x 1."""
+    from pymatgen.core import Lattice
+
+    from matdiscovery.datasets import load_crystals
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in load_crystals("jarvis_epc", "train", limit=n)["structure"]:
+        lattice = s.lattice.matrix @ (np.eye(3) + np.diag(rng.uniform(-0.03, 0.03, 3)))
+        frac = s.frac_coords + rng.normal(0.0, 0.07, (len(s), 3)) @ np.linalg.inv(lattice)
+        out.append(Structure(Lattice(lattice), s.species, frac) * (supercell, supercell, 1))
+    return out
+
+
+def relax_speed(*, n: int, supercell: int, repeats: int, fmax: float, max_steps: int, batch_size: int,
+                compile_chgnet: bool, seed: int = 0) -> dict:
+    """:func:`~matdiscovery.stability.relax.compare_relaxers` on :func:`perturbed_crystals` at equal
+    parallelism: this process, one torch thread and one BLAS thread for both relaxers (the baseline's
+    ASE cell filter gets the same single-thread BLAS as ours); ours compiled with ``compile_chgnet``
+    (compiled before the timings). Seconds are wall clock; the dict adds the machine's CPU count."""
+    from threadpoolctl import threadpool_limits
+
+    from matdiscovery.stability.relax import compare_relaxers, load_chgnet_compiled
+
+    torch.set_num_threads(1)
+    structures = perturbed_crystals(n, seed=seed, supercell=supercell)
+    batched_model = load_chgnet_compiled() if compile_chgnet else None
+    with threadpool_limits(limits=1, user_api="blas"):
+        r = compare_relaxers(structures, fmax=fmax, max_steps=max_steps, batch_size=batch_size, repeats=repeats,
+                             batched_model=batched_model)
+    return r | {"cpu_count": os.cpu_count(), "supercell": supercell, "max_steps": max_steps, "batch_size": batch_size,
+                "fmax": fmax, "structures": f"{n} perturbed jarvis_epc training crystals x ({supercell}, {supercell}, 1)",
+                "load_average_1min_end": os.getloadavg()[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``bench_relax`` stage: :func:`relax_speed` with the ``bench_relax`` section of
+    ``params.yaml``, written to ``--out``; exit 1 if final energies differ by more than the section's
+    tolerance (the batched relaxer must give CHGNet's own results)."""
+    import argparse
+    import json
+    import warnings
+
+    from matdiscovery.params.stability import BenchRelaxParams
+
+    parser = argparse.ArgumentParser(prog="python -m matdiscovery.stability.benchmark", description=main.__doc__)
+    parser.add_argument("--section", default="bench_relax")
+    parser.add_argument("--out", default="metrics/bench_relax.json")
+    args = parser.parse_args(argv)
+    p = BenchRelaxParams.from_yaml_section(args.section)
+    warnings.filterwarnings("ignore")
+    r = relax_speed(**p.model_dump(exclude={"max_energy_diff_meV_per_atom"}))
+    with open(args.out, "w") as fh:
+        json.dump(r, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    print(json.dumps(r, indent=2, sort_keys=True))
+    if not r["max_abs_final_energy_diff_meV_per_atom"] <= p.max_energy_diff_meV_per_atom:
+        print(f"error: final energies differ from StructOptimizer by {r['max_abs_final_energy_diff_meV_per_atom']:.3g} "
+              f"meV/atom (> {p.max_energy_diff_meV_per_atom})")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

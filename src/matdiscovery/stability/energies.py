@@ -29,6 +29,10 @@ STABILITY_THRESHOLD = 0.1
 FORMATION_ENERGY_WINDOW = (-5.0, 5.0)
 #: a relaxation that changes the volume by more than this factor (either way) blew up
 MAX_VOLUME_RATIO = 3.0
+#: an input denser than this (Å^3/atom) is absurd and not relaxed: diamond, the densest crystal at
+#: ambient pressure, has 5.67 and the densest Carbon-24 allotrope 5.42 (megabar superhydrides ~3.3);
+#: such GAN outputs (e.g. SbH8N at 2.1) only blew up (volume x3) in 100-300 costly steps
+MIN_VOLUME_PER_ATOM_A3 = 4.0
 #: the relaxation error text of a structure stopped because its CHGNet graph outgrew the memory guard
 GRAPH_TOO_LARGE = "CHGNet graph too large"
 #: after relaxation an atom whose nearest neighbour is farther than this (Å) has left the crystal
@@ -169,8 +173,10 @@ class ChemistryOffsets:
 
 
 def absurd_reason(*, formation_energy: float, volume_ratio: float = 1.0, min_distance: float = np.inf,
-                  n_isolated: int = 0, n_atoms_before: int = 0, n_atoms_after: int = 0, relax_error: str = "") -> str:
-    """Why a (relaxed) structure's result is physically absurd, or ``""``: atoms lost, a CHGNet graph
+                  n_isolated: int = 0, n_atoms_before: int = 0, n_atoms_after: int = 0, relax_error: str = "",
+                  volume_per_atom: float = np.inf) -> str:
+    """Why a (relaxed) structure's result is physically absurd, or ``""``: atoms lost, an input denser
+    than :data:`MIN_VOLUME_PER_ATOM_A3` (``volume_per_atom``, Å^3/atom, of the input), a CHGNet graph
     that outgrew :data:`~matdiscovery.stability.relax.MAX_ANGLES` (``relax_error`` holds
     :data:`GRAPH_TOO_LARGE`: the cell collapsed, or was absurdly dense to begin with), no energy,
     a formation energy (eV/atom) outside :data:`FORMATION_ENERGY_WINDOW`, a volume change beyond
@@ -179,6 +185,8 @@ def absurd_reason(*, formation_energy: float, volume_ratio: float = 1.0, min_dis
     lo, hi = FORMATION_ENERGY_WINDOW
     if n_atoms_after != n_atoms_before:
         return "lost atoms"
+    if volume_per_atom < MIN_VOLUME_PER_ATOM_A3:
+        return "input denser than any crystal"
     if GRAPH_TOO_LARGE in relax_error:
         return "relaxation blow-up (graph)"
     if not np.isfinite(formation_energy):

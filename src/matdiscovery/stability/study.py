@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -66,23 +67,35 @@ MATTERGEN_TABLE = {"MatterGen (MP-20)": (0.471, 0.258), "DiffCSP (MP-20)": (0.41
 
 # --------------------------------------------------------------------------- worker side
 def score_shard(items: list[tuple[str, Structure]], *, relax: bool, fmax: float, max_steps: int, batch_size: int,
-                sevennet_model: str) -> pd.DataFrame:
+                sevennet_model: str, compile_chgnet: bool = False) -> pd.DataFrame:
     """Relax (if ``relax``) with batched CHGNet FIRE, then score with CHGNet and SevenNet: one row per
     item with ``id``, ``n_steps``, ``converged``, ``relax_error``, ``ef_chgnet_initial``,
     ``ef_chgnet``, ``ef_sevennet`` (MP2020-corrected), ``volume_ratio``, ``min_distance_A``,
     ``n_isolated``, ``n_atoms_final``, ``final_structure`` (pymatgen JSON) and the shard's cost
-    ``core_seconds_per_item`` (wall seconds × torch threads / items, model loading included). Runs on
-    a Dask worker; the models load once per worker process."""
+    ``core_seconds_per_item`` (wall seconds × torch threads / items, model loading included). An
+    input denser than :data:`~matdiscovery.stability.energies.MIN_VOLUME_PER_ATOM_A3` is scored
+    where it stands, not relaxed (``relax_error`` says so; it is absurd). Runs on a Dask worker; the
+    models load (and with ``compile_chgnet`` compile) once per worker process."""
+    import dataclasses
+
     import torch
 
-    from matdiscovery.stability.energies import MAX_NEAREST_NEIGHBOUR_A
-    from matdiscovery.stability.relax import relax_structures
+    from matdiscovery.stability.energies import MAX_NEAREST_NEIGHBOUR_A, MIN_VOLUME_PER_ATOM_A3
+    from matdiscovery.stability.relax import load_chgnet_compiled, relax_structures
 
     t0 = time.perf_counter()
     ids = [i for i, _ in items]
     structures = [s for _, s in items]
-    relaxed = relax_structures(structures, fmax=fmax, max_steps=max_steps if relax else 0, batch_size=batch_size,
-                               progress=False)
+    model = load_chgnet_compiled() if compile_chgnet and relax else None
+    dense = [relax and s.volume / len(s) < MIN_VOLUME_PER_ATOM_A3 for s in structures]
+    relaxed: list = [None] * len(structures)
+    for skip, steps in ((False, max_steps if relax else 0), (True, 0)):
+        picked = [k for k in range(len(structures)) if dense[k] == skip]
+        out = relax_structures([structures[k] for k in picked], model=model, fmax=fmax, max_steps=steps,
+                               batch_size=batch_size, progress=False) if picked else []
+        for k, r in zip(picked, out):
+            why = f"not relaxed: input {structures[k].volume / len(structures[k]):.2f} Å^3/atom < {MIN_VOLUME_PER_ATOM_A3}"
+            relaxed[k] = dataclasses.replace(r, error="; ".join(filter(None, (why, r.error)))) if skip else r
     finals = [r.structure for r in relaxed]
     e7 = _sevennet(sevennet_model).predict_energy(finals, progress=False)
     rows = []
@@ -134,10 +147,14 @@ def load_composition_judge(p: ScreeningParams, *, progress: bool = True):
     return CompositionJudge.load(ckpt), metrics, test_pred, source
 
 
-def load_generated(p: ScreeningParams, *, progress: bool = True) -> tuple[pd.DataFrame, list[Structure], str]:
+def load_generated(p: ScreeningParams, *, client=None, progress: bool = True) -> tuple[Callable[[], pd.DataFrame],
+                                                                                       list[Structure], str]:
     """``p.n_samples`` fresh samples per decoder of ``p.variants`` from the generator checkpoint
     (PGCGM's conditions, seed ``p.seed``) and the generator's training + held-out structures (for
-    novelty); quick runs without ``generator_dir`` train a seconds-long generator into ``build/`` first."""
+    novelty); quick runs without ``generator_dir`` train a seconds-long generator into ``build/`` first.
+    With a Dask ``client`` each decoder samples on a worker (the same rows as one
+    :func:`~matdiscovery.generator.sampling.sample` call, :func:`interleave_decoders`) and the first
+    item returned waits for them; call it after queueing other work."""
     from matdiscovery.generator.data import record_structure
     from matdiscovery.generator.sampling import sample
     from matdiscovery.generator.train import load_run, run_training
@@ -152,9 +169,25 @@ def load_generated(p: ScreeningParams, *, progress: bool = True) -> tuple[pd.Dat
         run_training(small, folder, progress=progress)
         source = f"{p.n_samples} samples per decoder of a SMALL generator (2 epochs, 40 structures per source): not the pipeline's"
     model, training = load_run(folder)
-    samples = sample(model, p.n_samples, seed=p.seed, decoders=tuple(p.variants), conditions="pgcgm", progress=progress)
     train_structures = [record_structure(r) for r in training.train + training.heldout]
-    return samples, train_structures, source
+    kwargs = {"seed": p.seed, "conditions": "pgcgm"}
+    if client is None:
+        samples = sample(model, p.n_samples, decoders=tuple(p.variants), progress=progress, **kwargs)
+        return lambda: samples, train_structures, source
+    shared = client.scatter(model)  # one copy per worker, not one per task
+    futures = [client.submit(sample, shared, p.n_samples, decoders=(d,), progress=False, pure=False, **kwargs)
+               for d in p.variants]
+    return lambda: interleave_decoders(client.gather(futures)), train_structures, source
+
+
+def interleave_decoders(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One :func:`~matdiscovery.generator.sampling.sample` frame per decoder (same seed and ``n``)
+    merged into the row order of a single call with all decoders: sample 0 of each decoder, then 1, …"""
+    if len({len(f) for f in frames}) > 1:
+        raise ValueError(f"decoder frames differ in length: {[len(f) for f in frames]}")
+    order = [f.assign(_sample=np.arange(len(f)), _decoder=j) for j, f in enumerate(frames)]
+    merged = pd.concat(order, ignore_index=True).sort_values(["_sample", "_decoder"], kind="mergesort")
+    return merged.drop(columns=["_sample", "_decoder"]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- result
@@ -368,23 +401,44 @@ def _add_hull_columns(frame: pd.DataFrame, hull: FormationEnergyHull, offsets: d
 
 
 def _score(client, p: ScreeningParams, ids, structures, *, relax: bool, name: str, progress: bool) -> tuple[pd.DataFrame, dict]:
+    """:func:`score_shard` over ``structures`` in Dask shards (reused on rerun). Identical inputs (a
+    structure both decoders produce) are relaxed and scored once and their rows copied, with
+    ``core_seconds_per_item`` NaN on the copies (not timed: the screen's cost counts each
+    relaxation once)."""
     from importlib.metadata import version
 
     from matdiscovery.stability.distributed import map_shards, shard_key
 
     fn = partial(score_shard, relax=relax, fmax=p.fmax, max_steps=p.max_steps, batch_size=p.relax_batch_size,
-                 sevennet_model=p.sevennet_model)
-    # largest structures first (their shards take longest), so the last shards are short and the workers finish together
-    order = sorted(range(len(ids)), key=lambda k: -len(structures[k]))
-    ids, structures = [ids[k] for k in order], [structures[k] for k in order]
+                 sevennet_model=p.sevennet_model, compile_chgnet=p.compile_chgnet)
     content = [s.as_dict() for s in structures]
+    first: dict[str, int] = {}
+    source = [first.setdefault(json.dumps(c, sort_keys=True), k) for k, c in enumerate(content)]
+    unique = [k for k in range(len(ids)) if source[k] == k]
+    # largest structures first (their shards take longest), so the last shards are short and the workers finish together
+    unique = sorted(unique, key=lambda k: -len(structures[k]))
     key = shard_key(name, relax, p.fmax, p.max_steps, p.sevennet_model, p.shard_size, version("chgnet"), version("sevenn"),
-                    _code_version(), list(ids), content)
-    frame = map_shards(fn, list(zip(ids, structures)), shard_size=p.shard_size, cache_dir=project_root() / p.shard_dir,
-                       key=f"{name}-{key}", client=client, progress=progress, desc=f"{name} shards", on_error="skip")
-    lost = {ids[k]: reason for k, reason in frame.attrs.get("failed_items", {}).items()}
-    return frame, {"computed": frame.attrs.get("shards_computed"), "reused": frame.attrs.get("shards_reused"),
-                   "lost_items": len(lost), "lost_reasons": sorted(set(lost.values())), "lost_ids": lost}
+                    _code_version(), [ids[k] for k in unique], [content[k] for k in unique],
+                    *(["compiled"] if p.compile_chgnet and relax else []))
+    frame = map_shards(fn, [(ids[k], structures[k]) for k in unique], shard_size=p.shard_size,
+                       cache_dir=project_root() / p.shard_dir, key=f"{name}-{key}", client=client, progress=progress,
+                       desc=f"{name} shards", on_error="skip")
+    lost = {ids[unique[k]]: reason for k, reason in frame.attrs.get("failed_items", {}).items()}
+    by_id = frame.set_index("id", drop=False) if "id" in frame else pd.DataFrame()
+    copies = []
+    for k in (k for k in range(len(ids)) if source[k] != k):
+        original = ids[source[k]]
+        if original in lost:
+            lost[ids[k]] = lost[original]
+        elif original in by_id.index:
+            copies.append(by_id.loc[original].copy())
+            copies[-1]["id"], copies[-1]["core_seconds_per_item"] = ids[k], np.nan
+    attrs = dict(frame.attrs)
+    frame = pd.concat([frame, pd.DataFrame(copies).infer_objects()], ignore_index=True) if copies else frame
+    frame.attrs = attrs
+    return frame, {"computed": attrs.get("shards_computed"), "reused": attrs.get("shards_reused"),
+                   "duplicates_copied": len(copies), "lost_items": len(lost), "lost_reasons": sorted(set(lost.values())),
+                   "lost_ids": lost}
 
 
 def _code_version() -> str:
@@ -410,54 +464,58 @@ def run_screening(p: ScreeningParams, *, progress: bool = True) -> ScreeningStud
 
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        jarvis = load_jarvis_dft(on_error="skip")
-    ctrl_formulas = control_formulas()
-    hull = FormationEnergyHull.from_frame(jarvis)
-    hull_loo = FormationEnergyHull.from_frame(jarvis, exclude=ctrl_formulas)  # controls judged without themselves
-    check = jarvis[jarvis["nelements"] >= 2].sample(p.n_hull_check, random_state=p.seed)
-    hull_mae = float(np.abs(_ehull(hull, check.assign(ef=check["formation_energy_per_atom"]), "ef") - check["ehull"]).mean())
-    judge, judge_metrics, test_pred, judge_source = load_composition_judge(p, progress=progress)
-    seconds["inputs"] = time.perf_counter() - t0
-
-    # controls: the JARVIS e-ph crystals, DFT energies of the same entries
-    ctrl = pd.concat([load_crystals("jarvis_epc", s) for s in ("train", "val", "test")], ignore_index=True)
-    ctrl = ctrl.merge(jarvis[["jid", "formation_energy_per_atom"]], left_on="material_id", right_on="jid", how="left")
-    ctrl = ctrl.sample(n=min(p.n_control, len(ctrl)), random_state=p.seed).sort_index().reset_index(drop=True)
-    ctrl = ctrl.assign(composition=ctrl["structure"].map(lambda s: s.composition), dft_ef=ctrl["formation_energy_per_atom"])
-    ctrl = ctrl[ctrl["structure"].map(lambda s: check_structure(s).valid)].reset_index(drop=True)
-
-    samples, train_structures, gen_source = load_generated(p, progress=progress)
-    checks = [check_structure(s) for s in samples["structure"]]
-    samples["valid"] = [c.valid for c in checks]
-    samples["reason"] = [c.reason for c in checks]
-    samples["screened"] = samples["valid"] & samples["pgcgm_valid"].astype(bool)
-    samples["unique"] = False
-    samples["relaxed"] = False
-    rng = np.random.default_rng(p.seed)
-    for variant, g in samples.groupby("variant"):
-        idx = g.index[g["screened"].to_numpy()]
-        samples.loc[idx, "unique"] = unique_mask(list(samples.loc[idx, "structure"]))
-        pool = samples.index[(samples["variant"] == variant) & samples["unique"]]
-        n = p.n_relax if variant == p.variants[0] else p.n_relax_other
-        pick = rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else []
-        samples.loc[np.sort(pick), "relaxed"] = True
-    seconds["generated_checks"] = time.perf_counter() - t0 - seconds["inputs"]
-
-    t1 = time.perf_counter()
     shards = {}
     address = p.dask_scheduler or os.environ.get("MATDISCOVERY_DASK_SCHEDULER")
     with dask_client(address, n_workers=p.n_workers, threads_per_worker=p.torch_threads) as client:
+        shards["cluster"] = "external scheduler" if address else f"LocalCluster {p.n_workers} x {p.torch_threads} thread"
+        # the workers sample the generator (one decoder each) while this process loads the rest
+        get_samples, train_structures, gen_source = load_generated(p, client=client, progress=progress)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            jarvis = load_jarvis_dft(on_error="skip")
+        ctrl_formulas = control_formulas()
+        hull = FormationEnergyHull.from_frame(jarvis)
+        hull_loo = FormationEnergyHull.from_frame(jarvis, exclude=ctrl_formulas)  # controls judged without themselves
+        check = jarvis[jarvis["nelements"] >= 2].sample(p.n_hull_check, random_state=p.seed)
+        hull_mae = float(np.abs(_ehull(hull, check.assign(ef=check["formation_energy_per_atom"]), "ef") - check["ehull"]).mean())
+        judge, judge_metrics, test_pred, judge_source = load_composition_judge(p, progress=progress)
+
+        # controls: the JARVIS e-ph crystals, DFT energies of the same entries
+        ctrl = pd.concat([load_crystals("jarvis_epc", s) for s in ("train", "val", "test")], ignore_index=True)
+        ctrl = ctrl.merge(jarvis[["jid", "formation_energy_per_atom"]], left_on="material_id", right_on="jid", how="left")
+        ctrl = ctrl.sample(n=min(p.n_control, len(ctrl)), random_state=p.seed).sort_index().reset_index(drop=True)
+        ctrl = ctrl.assign(composition=ctrl["structure"].map(lambda s: s.composition), dft_ef=ctrl["formation_energy_per_atom"])
+        ctrl = ctrl[ctrl["structure"].map(lambda s: check_structure(s).valid)].reset_index(drop=True)
+        seconds["inputs"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()  # queued behind the sampling on the workers
         ctrl_scores, shards["controls"] = _score(client, p, list(ctrl["material_id"].astype(str)), list(ctrl["structure"]),
                                                  relax=False, name="controls", progress=progress)
-        seconds["controls_scoring"] = time.perf_counter() - t1
-        rel = samples[samples["relaxed"]]
+        seconds["sampling_and_controls_scoring"] = time.perf_counter() - t1
+
         t2 = time.perf_counter()
+        samples = get_samples()
+        checks = [check_structure(s) for s in samples["structure"]]
+        samples["valid"] = [c.valid for c in checks]
+        samples["reason"] = [c.reason for c in checks]
+        samples["screened"] = samples["valid"] & samples["pgcgm_valid"].astype(bool)
+        samples["unique"] = False
+        samples["relaxed"] = False
+        rng = np.random.default_rng(p.seed)
+        for variant, g in samples.groupby("variant"):
+            idx = g.index[g["screened"].to_numpy()]
+            samples.loc[idx, "unique"] = unique_mask(list(samples.loc[idx, "structure"]))
+            pool = samples.index[(samples["variant"] == variant) & samples["unique"]]
+            n = p.n_relax if variant == p.variants[0] else p.n_relax_other
+            pick = rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else []
+            samples.loc[np.sort(pick), "relaxed"] = True
+        seconds["generated_checks"] = time.perf_counter() - t2
+
+        rel = samples[samples["relaxed"]]
+        t3 = time.perf_counter()
         gen_scores, shards["generated"] = _score(client, p, list(rel["material_id"]), list(rel["structure"]), relax=True,
                                                  name="generated", progress=progress)
-        seconds["relax_and_scoring"] = time.perf_counter() - t2
-        shards["cluster"] = "external scheduler" if address else f"LocalCluster {p.n_workers} x {p.torch_threads} thread"
+        seconds["relax_and_scoring"] = time.perf_counter() - t3
 
     # controls: offsets per class and judge, fitted against JARVIS E_f
     ctrl = ctrl.assign(id=ctrl["material_id"].astype(str)).merge(ctrl_scores.drop(columns=["final_structure"]), on="id",
@@ -488,7 +546,7 @@ def run_screening(p: ScreeningParams, *, progress: bool = True) -> ScreeningStud
     gen.loc[r, "absurd_reason"] = [
         absurd_reason(formation_energy=row.ef_chgnet, volume_ratio=row.volume_ratio, min_distance=row.min_distance_A,
                       n_isolated=int(row.n_isolated), n_atoms_before=int(row.n_atoms), n_atoms_after=int(row.n_atoms_final),
-                      relax_error=str(row.relax_error))
+                      relax_error=str(row.relax_error), volume_per_atom=row.structure.volume / len(row.structure))
         for row in gen[r].itertuples()]
     finals = [Structure.from_dict(json.loads(s)) for s in gen.loc[r, "final_structure"]]
     gen["novel"] = False
@@ -524,25 +582,25 @@ def _chgnet_version() -> str:
 
 
 def run_benchmarks(study: ScreeningStudy, *, progress: bool = True) -> dict:
-    """The in-run speed checks: batched FIRE vs CHGNet's ``StructOptimizer`` (same structures, one
-    process, one thread each) and the Dask judge vs the library's best configuration. The screen's
-    own cost per relaxation is in :meth:`ScreeningStudy.screen_throughput`; the Dask relax screen vs
-    ``StructOptimizer`` in N processes is ``benchmarks/bench_relax.py --dask``."""
-    import torch
-
+    """The speed checks reported with the screen: batched FIRE vs CHGNet's ``StructOptimizer`` (one
+    process, one thread each; read from the ``bench_relax`` stage's results, ``p.relax_benchmark``,
+    measured there with repeats so that this stage's time goes to the screen) and, run here, the
+    Dask judge vs the library's best configuration. The screen's own cost per relaxation is in
+    :meth:`ScreeningStudy.screen_throughput`; the Dask relax screen vs ``StructOptimizer`` in N
+    processes is ``benchmarks/bench_relax.py --dask``."""
     from matdiscovery.stability.benchmark import compare_to_best_library
     from matdiscovery.stability.distributed import dask_client
-    from matdiscovery.stability.relax import compare_relaxers
 
     p = study.params
     out: dict = {}
-    r = study.generated[study.generated["relaxed"]]
-    if p.bench_relax_n:
-        picks = list(r["structure"].iloc[: p.bench_relax_n])
-        torch.set_num_threads(1)
-        res = compare_relaxers(picks, fmax=p.fmax, max_steps=p.max_steps, batch_size=p.relax_batch_size, repeats=1)
+    if p.relax_benchmark:
+        path = project_root() / p.relax_benchmark
+        if not path.exists():
+            raise FileNotFoundError(f"relax_benchmark = {p.relax_benchmark!r} does not exist; run `dvc repro bench_relax` "
+                                    "(or set relax_benchmark = None)")
+        res = json.loads(path.read_text())
         out["relax_speedup_vs_structoptimizer"] = res["speedup"]
-        out["relax_benchmark"] = res
+        out["relax_benchmark"] = res | {"source": f"{p.relax_benchmark} (stage bench_relax)"}
     if p.bench_throughput_n:
         structures = list(study.controls["structure"].iloc[: p.bench_throughput_n])
         with dask_client(p.dask_scheduler, n_workers=p.n_workers, threads_per_worker=1) as client:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,12 @@ def control_formulas() -> list[str]:
     for split in CRYSTAL_DATASETS["jarvis_epc"]:
         out.update(load_crystals("jarvis_epc", split)["formula"])
     return sorted(out)
+
+
+def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), wall seconds)``."""
+    t0 = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - t0
 
 
 def run(p: TrainJudgeParams, out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -59,12 +67,16 @@ def run(p: TrainJudgeParams, out_dir: str | Path | None = None, progress: bool =
     split = split_by_formula(table["reduced_formula"], tuple(p.fractions), seed, forced)
     train, val, test = (table[split == s] for s in ("train", "val", "test"))
     config = JudgeConfig(dim=p.dim, n_layers=p.n_layers, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed)
-    judge, history = train_composition_judge(train, val, config, progress=progress)
-    y_test = test["formation_energy_per_atom"].to_numpy(float)
-    pred = judge.predict(list(test["composition"]))
-    t_rf = time.perf_counter()
-    rf = magpie_rf_baseline(train["composition"], train["formation_energy_per_atom"], test["composition"],
-                            n_estimators=p.rf_estimators, seed=seed)
+    # the baseline forest fits in its own process while Roost trains (one thread): the two cores work together
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rf_job = pool.submit(_timed, magpie_rf_baseline, list(train["composition"]),
+                             train["formation_energy_per_atom"].to_numpy(float), list(test["composition"]),
+                             n_estimators=p.rf_estimators, seed=seed, n_jobs=p.rf_jobs)
+        judge, history = train_composition_judge(train, val, config, progress=progress)
+        y_test = test["formation_energy_per_atom"].to_numpy(float)
+        pred = judge.predict(list(test["composition"]))
+        t_judge = time.perf_counter()
+        rf, rf_seconds = rf_job.result()
     control = test["reduced_formula"].isin(forced).to_numpy()
     metrics = {
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "n_test_control": int(control.sum()),
@@ -73,7 +85,7 @@ def run(p: TrainJudgeParams, out_dir: str | Path | None = None, progress: bool =
         "magpie_rf_mae_eV_per_atom": float(np.abs(rf - y_test).mean()),
         "mean_baseline_mae_eV_per_atom": float(np.abs(train["formation_energy_per_atom"].mean() - y_test).mean()),
         "best_epoch": history.best_epoch, "train_loss": history.train_loss, "val_loss": history.val_loss,
-        "train_seconds": t_rf - t0, "rf_seconds": time.perf_counter() - t_rf,
+        "train_seconds": t_judge - t0, "rf_seconds": rf_seconds, "wall_seconds": time.perf_counter() - t0,
     }
     out.mkdir(parents=True, exist_ok=True)
     judge.save(out / "composition_judge.pt")

@@ -14,7 +14,8 @@ Definitions (all energies eV/atom):
   (``pgcgm_valid``: spglib finds the requested group, every pair > 0.75 (r_i + r_j)), and is the
   first of its ``StructureMatcher`` class (*unique*); a seeded sample (``n_relax`` of the first variant,
   ``n_relax_other`` of each further one) is
-  relaxed (FIRE, cell included, ``fmax``, ``max_steps``) with CHGNet;
+  relaxed (FIRE, cell included, ``fmax``, ``max_steps``) with CHGNet, except inputs denser than
+  :data:`~matdiscovery.stability.energies.MIN_VOLUME_PER_ATOM_A3`, which are scored unrelaxed and absurd;
 - *stable at t*: e_hull ≤ t on the JARVIS hull, not absurd (:func:`~matdiscovery.stability.energies.absurd_reason`);
   fractions are over the relaxed sample with Wilson 95 % intervals; ``_offset`` keys subtract the
   judge's per-chemistry-class offset fitted on the controls;
@@ -147,14 +148,14 @@ def load_composition_judge(p: ScreeningParams, *, progress: bool = True):
     return CompositionJudge.load(ckpt), metrics, test_pred, source
 
 
-def load_generated(p: ScreeningParams, *, client=None, progress: bool = True) -> tuple[Callable[[], pd.DataFrame],
-                                                                                       list[Structure], str]:
+def load_generated(p: ScreeningParams, *, client, progress: bool = True) -> tuple[Callable[[], pd.DataFrame],
+                                                                                 list[Structure], str]:
     """``p.n_samples`` fresh samples per decoder of ``p.variants`` from the generator checkpoint
     (PGCGM's conditions, seed ``p.seed``) and the generator's training + held-out structures (for
     novelty); quick runs without ``generator_dir`` train a seconds-long generator into ``build/`` first.
-    With a Dask ``client`` each decoder samples on a worker (the same rows as one
-    :func:`~matdiscovery.generator.sampling.sample` call, :func:`interleave_decoders`) and the first
-    item returned waits for them; call it after queueing other work."""
+    Each decoder samples on a worker of the Dask ``client`` (the same rows as one
+    :func:`~matdiscovery.generator.sampling.sample` call, :func:`interleave_decoders`); the first item
+    returned waits for them and gives the samples, so call it after queueing other work."""
     from matdiscovery.generator.data import record_structure
     from matdiscovery.generator.sampling import sample
     from matdiscovery.generator.train import load_run, run_training
@@ -171,9 +172,6 @@ def load_generated(p: ScreeningParams, *, client=None, progress: bool = True) ->
     model, training = load_run(folder)
     train_structures = [record_structure(r) for r in training.train + training.heldout]
     kwargs = {"seed": p.seed, "conditions": "pgcgm"}
-    if client is None:
-        samples = sample(model, p.n_samples, decoders=tuple(p.variants), progress=progress, **kwargs)
-        return lambda: samples, train_structures, source
     shared = client.scatter(model)  # one copy per worker, not one per task
     futures = [client.submit(sample, shared, p.n_samples, decoders=(d,), progress=False, pure=False, **kwargs)
                for d in p.variants]

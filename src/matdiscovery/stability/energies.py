@@ -31,7 +31,8 @@ FORMATION_ENERGY_WINDOW = (-5.0, 5.0)
 MAX_VOLUME_RATIO = 3.0
 #: an input denser than this (Å^3/atom) is absurd and not relaxed: diamond, the densest crystal at
 #: ambient pressure, has 5.67 and the densest Carbon-24 allotrope 5.42 (megabar superhydrides ~3.3);
-#: such GAN outputs (e.g. SbH8N at 2.1) only blew up (volume x3) in 100-300 costly steps
+#: relaxed, such GAN outputs (e.g. SbH8N at 2.1) blew up (volume x3) or reached E_f < -5 eV/atom after
+#: 50-300 costly steps
 MIN_VOLUME_PER_ATOM_A3 = 4.0
 #: the relaxation error text of a structure stopped because its CHGNet graph outgrew the memory guard
 GRAPH_TOO_LARGE = "CHGNet graph too large"

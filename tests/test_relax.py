@@ -295,6 +295,22 @@ def test_compiled_model_matches_eager(structures, model):
         assert abs(a.energy_final - b.energy_final) * 1000 < 1.0  # meV/atom
 
 
+@pytest.mark.parametrize("optimizer", ["BFGS", "LBFGS"])
+def test_other_ase_optimizers_follow_structoptimizer(structures, model, optimizer):
+    """Each ASE optimiser gets the forces (not the gradient) of the batched pass: the first steps
+    follow StructOptimizer's with the same optimiser (a sign error would climb the energy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = relax_structures(structures[:3], model=model, max_steps=6, optimizer=optimizer, progress=False)
+        ref = relax_with_structoptimizer(structures[:3], model=model, max_steps=6, optimizer=optimizer, progress=False)
+    for a, b in zip(ours, ref):
+        assert not a.error and a.energy_final < a.energy_initial
+        assert abs(a.energy_final - b.energy_final) * 1000 < 0.1  # meV/atom
+        assert a.n_steps == b.n_steps
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        relax_structures(structures[:1], model=model, optimizer="BFGSLineSearch")
+
+
 def test_relax_speed_benchmark_same_energies_and_stage_fails_on_a_mismatch(monkeypatch, tmp_path):
     """The bench_relax stage: both relaxers on the same perturbed crystals give the same energies;
     a mismatch beyond the tolerance fails the stage (exit 1) after writing its numbers."""
@@ -303,9 +319,16 @@ def test_relax_speed_benchmark_same_energies_and_stage_fails_on_a_mismatch(monke
     from matdiscovery.stability import benchmark
 
     r = benchmark.relax_speed(n=2, supercell=1, repeats=1, fmax=DEFAULT_FMAX, max_steps=5, batch_size=4,
-                              compile_chgnet=False)
-    assert r["n_structures"] == 2 and r["threads"] == 1 and r["speedup"] > 0
+                              compile_chgnet=False, other_optimizers=("BFGS",))
+    assert r["n_structures"] == 2 and r["threads"] == 1 and r["speedup"] > 0 and r["optimizer"] == "FIRE"
     assert r["max_abs_final_energy_diff_meV_per_atom"] < 1.0
+    bfgs = r["optimizers"]["BFGS"]
+    assert bfgs["optimizer"] == "BFGS" and bfgs["max_abs_final_energy_diff_meV_per_atom"] < 1.0
+    # five BFGS steps end elsewhere than five FIRE steps: the gap to StructOptimizer's FIRE is measured, not assumed
+    assert bfgs["structoptimizer_vs_fire_max_abs_final_energy_diff_meV_per_atom"] > 0
+    fastest = min(["FIRE", "BFGS"], key=lambda k: (r if k == "FIRE" else bfgs)["structoptimizer_s_median"])
+    assert r["fastest_structoptimizer_optimizer"] == fastest
+    assert r["speedup_vs_fastest_structoptimizer"] <= r["speedup"] + 1e-12
     assert [len(s) for s in benchmark.perturbed_crystals(2, supercell=2)] == [4 * len(s) for s in
                                                                              benchmark.perturbed_crystals(2)]
     monkeypatch.setattr(benchmark, "relax_speed", lambda **kw: r | {"max_abs_final_energy_diff_meV_per_atom": 8.0})
@@ -324,13 +347,14 @@ def test_screen_reports_the_bench_relax_stage_and_names_a_missing_file(tmp_path)
     from matdiscovery.stability.study import ScreeningStudy, run_benchmarks
 
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"speedup": 3.2, "repeats": 3}))
+    bench.write_text(json.dumps({"speedup": 3.2, "repeats": 3, "speedup_vs_fastest_structoptimizer": 2.1}))
     p = ScreeningParams.model_construct(**(load_params("02_stability_screening") | {"relax_benchmark": str(bench),
                                                                                     "bench_throughput_n": 0}))
     study = ScreeningStudy(params=p, generated=None, controls=None, offsets={}, judge_metrics={}, test_predictions=None,
                            hull_check_mae=0.0, sources={})
     out = run_benchmarks(study)
     assert out["relax_speedup_vs_structoptimizer"] == 3.2 and out["relax_benchmark"]["repeats"] == 3
+    assert out["relax_speedup_vs_fastest_structoptimizer"] == 2.1
     study.params = p.model_copy(update={"relax_benchmark": str(tmp_path / "missing.json")})
     with pytest.raises(FileNotFoundError, match="dvc repro bench_relax"):
         run_benchmarks(study)

@@ -34,6 +34,8 @@ class BenchRelaxParams(StudyParams):
     max_steps: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     compile_chgnet: bool = Field(description="ours with torch.compile'd CHGNet (the screen's setting)")
+    other_optimizers: list[Literal["BFGS", "LBFGS"]] = Field(
+        description="StructOptimizer's other optimisers, each compared the same way (and with its FIRE results)")
     max_energy_diff_meV_per_atom: float = Field(gt=0, description="the stage fails if final energies differ more")
 
 

@@ -1,4 +1,4 @@
-"""Batched CHGNet relaxation (FIRE, atoms and cell) of many crystals at once.
+"""Batched CHGNet relaxation (FIRE or BFGS, atoms and cell) of many crystals at once.
 
 Every valid, unique generated structure is relaxed with CHGNet before the convex hull, and the
 relaxation dominates the cost of screening. :func:`relax_structures` relaxes many structures
@@ -11,10 +11,11 @@ Units: energies in eV/atom, forces and ``fmax`` in eV/Å, stresses in eV/Å³ in
 optimiser (CHGNet predicts GPa; converted with ``ase.units.GPa`` exactly as CHGNet's calculator does).
 
 Why it matches ``StructOptimizer``: CHGNet's ``StructOptimizer.relax(s, fmax, steps,
-relax_cell=True)`` runs ASE's ``FIRE`` on ``ase.filters.FrechetCellFilter(atoms)`` with a
+relax_cell=True)`` runs ASE's ``FIRE`` (its default ``optimizer_class``; BFGS and LBFGS likewise)
+on ``ase.filters.FrechetCellFilter(atoms)`` with a
 ``CHGNetCalculator``, and ASE's ``Dynamics.irun`` does: evaluate; converged? stop; otherwise
 ``step()``, ``nsteps += 1`` and repeat, stopping at ``steps``. Here every structure keeps its own ASE
-``Atoms``, cell filter and ASE ``FIRE`` object (ASE's own update rule, not a re-implementation) and
+``Atoms``, cell filter and ASE optimiser object (ASE's own update rule, not a re-implementation) and
 follows exactly that loop. Three things are computed differently, each to the same numbers up to
 float round-off (each is tested against the original): the CHGNet results for all active structures
 come from one batched forward and one backward pass (:func:`predict_efs`, the model's own modules
@@ -59,6 +60,9 @@ from matdiscovery.stability.energies import GRAPH_TOO_LARGE, MAX_VOLUME_RATIO
 
 DEFAULT_FMAX = 0.05  # eV/Å
 DEFAULT_MAX_STEPS = 300
+#: ASE optimisers both relaxers accept, by ``StructOptimizer``'s names: those that take one energy and
+#: force evaluation per step (BFGSLineSearch evaluates several and cannot share a batched pass)
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 #: CHGNet angles (bond pairs within 3 Å) per batched pass: with gradients each takes about 10 kB,
 #: so a pass stays near 1.5 GB; a structure with more is stopped ("graph too large"), not evaluated
 MAX_ANGLES = 150_000
@@ -71,7 +75,7 @@ class Relaxation:
     structure: Structure  # final geometry (the last evaluated one; input geometry if it failed at once)
     energy_initial: float  # CHGNet eV/atom at the input geometry (NaN if it failed)
     energy_final: float  # CHGNet eV/atom at the final geometry
-    n_steps: int  # FIRE steps taken
+    n_steps: int  # optimiser steps taken
     converged: bool  # max force (incl. cell dofs, as ASE's filter) < fmax
     error: str = ""  # non-empty when the relaxation failed
 
@@ -125,7 +129,10 @@ def load_chgnet_compiled(model_name: str = "0.3.0"):
 _ROCKSALT_FRAC = [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0], [0.5, 0, 0.5], [0, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5]]
 
 
-def _check_inputs(structures: Sequence[Structure], fmax: float, max_steps: int, batch_size: int = 1) -> list[Structure]:
+def _check_inputs(structures: Sequence[Structure], fmax: float, max_steps: int, batch_size: int = 1,
+                  optimizer: str = "FIRE") -> list[Structure]:
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if not (isinstance(fmax, (int, float)) and math.isfinite(fmax) and fmax > 0):
         raise ValueError(f"fmax must be a finite number > 0 (eV/Å), got {fmax!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
@@ -229,16 +236,17 @@ def _frechet_filter_class():
 
 
 class _Active:
-    """One structure under relaxation: its ASE atoms, cell filter and FIRE optimiser."""
+    """One structure under relaxation: its ASE atoms, cell filter and ASE optimiser (``optimizer``,
+    one of :data:`OPTIMIZERS`, with ASE's defaults as ``StructOptimizer`` uses them)."""
 
-    def __init__(self, index: int, structure: Structure, fmax: float):
-        from ase.optimize import FIRE
+    def __init__(self, index: int, structure: Structure, fmax: float, optimizer: str = "FIRE"):
+        import ase.optimize
         from pymatgen.io.ase import AseAtomsAdaptor
 
         self.index = index
         self.input = structure
         self.atoms = AseAtomsAdaptor().get_atoms(structure)
-        self.opt = FIRE(_frechet_filter_class()(self.atoms), logfile=None)
+        self.opt = getattr(ase.optimize, optimizer)(_frechet_filter_class()(self.atoms), logfile=None)
         self.opt.fmax = fmax
         self.nsteps = 0
         self.energy_initial = math.nan
@@ -267,16 +275,15 @@ def _blas_single_thread() -> Callable[[], contextlib.AbstractContextManager]:
 
 
 @functools.cache
-def _step_takes_forces() -> bool:
-    from ase.optimize import FIRE
+def _step_takes_forces(optimizer_class: type) -> bool:
+    # FIRE.step(f), LBFGS.step(forces), BFGS.step(gradient): each reads its argument as forces (ASE 3.29)
+    return len(inspect.signature(optimizer_class.step).parameters) > 1
 
-    return "f" in inspect.signature(FIRE.step).parameters
 
-
-def _fire_step(opt, gradient: np.ndarray) -> None:
+def _optimizer_step(opt, gradient: np.ndarray) -> None:
     """``opt.step()`` reusing the filter gradient just computed (ASE would recompute the same numbers;
     the cell filter's matrix functions are a large part of each step's ASE cost)."""
-    if _step_takes_forces():
+    if _step_takes_forces(type(opt)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ASE deprecates passing forces to step()
             opt.step(-gradient)  # step() takes forces = -gradient
@@ -467,18 +474,19 @@ def _predict_each(model, structures: list[Structure], max_angles: int = MAX_ANGL
 
 def relax_structures(
     structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
-    batch_size: int = 32, max_angles: int = MAX_ANGLES, progress: bool = True,
+    batch_size: int = 32, max_angles: int = MAX_ANGLES, optimizer: str = "FIRE", progress: bool = True,
 ) -> list[Relaxation]:
-    """Relax atoms and cell of each structure with CHGNet + ASE FIRE (FrechetCellFilter), evaluating
+    """Relax atoms and cell of each structure with CHGNet + ASE ``optimizer`` (FIRE, the screen's, or
+    another of :data:`OPTIMIZERS`) on a FrechetCellFilter, evaluating
     up to ``batch_size`` structures per batched CHGNet forward. Stops a structure when its max force
-    (atoms and cell dofs, eV/Å) is below ``fmax``, after ``max_steps`` FIRE steps, or (``error``
+    (atoms and cell dofs, eV/Å) is below ``fmax``, after ``max_steps`` steps, or (``error``
     "blow-up") when its volume leaves [1/3, 3] × the input's (:data:`MAX_VOLUME_RATIO`), or (``error``
     "graph too large") when its CHGNet graph has more than ``max_angles`` angles; a pass holds at most
     ``max_angles`` angles in all (memory stays bounded, :data:`MAX_ANGLES`). Same trajectory
-    as ``StructOptimizer(model, "FIRE").relax(s, fmax=fmax, steps=max_steps)`` up to round-off.
+    as ``StructOptimizer(model, optimizer).relax(s, fmax=fmax, steps=max_steps)`` up to round-off.
     ``model=None`` uses :func:`load_chgnet` (the screen passes :func:`load_chgnet_compiled`).
     Results are in input order."""
-    structures = _check_inputs(structures, fmax, max_steps, batch_size)
+    structures = _check_inputs(structures, fmax, max_steps, batch_size, optimizer)
     if model is None:
         model = load_chgnet()
     from ase import units
@@ -500,7 +508,7 @@ def relax_structures(
             while queue and len(active) < batch_size:
                 i = queue.popleft()
                 try:
-                    active.append(_Active(i, structures[i], fmax))
+                    active.append(_Active(i, structures[i], fmax, optimizer))
                 except Exception as exc:  # noqa: BLE001 - e.g. a structure ASE cannot represent
                     results[i] = Relaxation(structures[i], math.nan, math.nan, 0, False, _error_text(exc))
                     bar.update(1)
@@ -532,10 +540,10 @@ def relax_structures(
                         if converged or st.nsteps >= max_steps:
                             finish(st, converged)
                             continue
-                        _fire_step(st.opt, gradient)
+                        _optimizer_step(st.opt, gradient)
                     st.nsteps += 1
                 except Exception as exc:  # noqa: BLE001 - a broken step must not stop the others
-                    finish(st, False, f"FIRE step failed after {st.nsteps} steps ({_error_text(exc)})")
+                    finish(st, False, f"{optimizer} step failed after {st.nsteps} steps ({_error_text(exc)})")
                     continue
                 still.append(st)
             active = still
@@ -544,16 +552,17 @@ def relax_structures(
     return results  # type: ignore[return-value]
 
 
-def _structoptimizer(model):
+def _structoptimizer(model, optimizer: str = "FIRE"):
     from chgnet.model import StructOptimizer
 
     device = next(model.parameters()).device.type
     with contextlib.redirect_stdout(io.StringIO()):  # it prints the device
-        return StructOptimizer(model=model, optimizer_class="FIRE", use_device=device)
+        return StructOptimizer(model=model, optimizer_class=optimizer, use_device=device)
 
 
 def _filter_converged(structure: Structure, final: Structure, forces: np.ndarray, stress: np.ndarray, fmax: float) -> bool:
-    """ASE's convergence test of FIRE on a FrechetCellFilter started at ``structure``, for the final
+    """ASE's convergence test (``Optimizer.gradient_converged``, the same for every optimiser) on a
+    FrechetCellFilter started at ``structure``, for the final
     geometry ``final`` with its forces (eV/Å) and Voigt stress (eV/Å³)."""
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.filters import FrechetCellFilter
@@ -571,17 +580,17 @@ def _filter_converged(structure: Structure, final: Structure, forces: np.ndarray
 
 def relax_with_structoptimizer(
     structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
-    progress: bool = True,
+    optimizer: str = "FIRE", progress: bool = True,
 ) -> list[Relaxation]:
-    """The baseline: CHGNet's ``StructOptimizer(model, "FIRE").relax(s, fmax=fmax (eV/Å),
+    """The baseline: CHGNet's ``StructOptimizer(model, optimizer).relax(s, fmax=fmax (eV/Å),
     steps=max_steps, relax_cell=True)``, one structure at a time. Energies (eV/atom) are the first
     and last of its trajectory; a structure that raises keeps its input geometry with ``error`` set.
     BLAS is limited to one thread during each relaxation, as in :func:`relax_structures` (and as
     ``ChgnetJudge.relax`` does), so that the comparison measures batching, not BLAS contention."""
-    structures = _check_inputs(structures, fmax, max_steps)
+    structures = _check_inputs(structures, fmax, max_steps, optimizer=optimizer)
     if model is None:
         model = load_chgnet()
-    opt = _structoptimizer(model)
+    opt = _structoptimizer(model, optimizer)
     blas_1 = _blas_single_thread()
     out = []
     for s in progress_bar(structures, desc="relax (StructOptimizer)", progress=progress, leave=False):
@@ -603,15 +612,16 @@ def relax_with_structoptimizer(
 
 def compare_relaxers(
     structures: Sequence[Structure], *, model=None, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
-    batch_size: int = 32, repeats: int = 3, batched_model=None,
+    batch_size: int = 32, repeats: int = 3, batched_model=None, optimizer: str = "FIRE",
 ) -> dict[str, Any]:
     """Time :func:`relax_with_structoptimizer` (with ``model``) and :func:`relax_structures` (with
-    ``batched_model``, default ``model``; e.g. :func:`load_chgnet_compiled`) on the same structures,
+    ``batched_model``, default ``model``; e.g. :func:`load_chgnet_compiled`), both with ASE's
+    ``optimizer``, on the same structures,
     alternating them ``repeats`` times in this process at the current torch thread count (seconds,
     wall clock), and compare their final energies (meV/atom) and step counts."""
     import torch
 
-    structures = _check_inputs(structures, fmax, max_steps, batch_size)
+    structures = _check_inputs(structures, fmax, max_steps, batch_size, optimizer)
     if not structures:
         raise ValueError("compare_relaxers needs at least one structure")
     if repeats < 1:
@@ -622,8 +632,9 @@ def compare_relaxers(
         batched_model = model
     load = os.getloadavg()[0]
     # warm-up (first-call allocations, lazy imports) outside the timings
-    relax_with_structoptimizer(structures[:1], model=model, fmax=fmax, max_steps=1, progress=False)
-    relax_structures(structures[:1], model=batched_model, fmax=fmax, max_steps=1, batch_size=batch_size, progress=False)
+    relax_with_structoptimizer(structures[:1], model=model, fmax=fmax, max_steps=1, optimizer=optimizer, progress=False)
+    relax_structures(structures[:1], model=batched_model, fmax=fmax, max_steps=1, batch_size=batch_size,
+                     optimizer=optimizer, progress=False)
     t_so, t_b = [], []
     res_so: list[Relaxation] = []
     res_b: list[Relaxation] = []
@@ -632,17 +643,19 @@ def compare_relaxers(
         for which in order:
             t0 = time.perf_counter()
             if which == "so":
-                res_so = relax_with_structoptimizer(structures, model=model, fmax=fmax, max_steps=max_steps, progress=False)
+                res_so = relax_with_structoptimizer(structures, model=model, fmax=fmax, max_steps=max_steps,
+                                                    optimizer=optimizer, progress=False)
                 t_so.append(time.perf_counter() - t0)
             else:
                 res_b = relax_structures(structures, model=batched_model, fmax=fmax, max_steps=max_steps,
-                                         batch_size=batch_size, progress=False)
+                                         batch_size=batch_size, optimizer=optimizer, progress=False)
                 t_b.append(time.perf_counter() - t0)
     diff = np.abs(np.array([a.energy_final - b.energy_final for a, b in zip(res_b, res_so)])) * 1000.0
     diff = np.where(np.isnan(diff), np.inf, diff)  # a failure on one side only counts as a mismatch
     both_failed = np.array([math.isnan(a.energy_final) and math.isnan(b.energy_final) for a, b in zip(res_b, res_so)])
     diff[both_failed] = 0.0
     return {
+        "optimizer": optimizer,
         "n_structures": len(structures),
         "mean_atoms": float(np.mean([len(s) for s in structures])),
         "threads": torch.get_num_threads(),
@@ -655,6 +668,8 @@ def compare_relaxers(
         "speedup": float(np.median(t_so) / np.median(t_b)),
         "max_abs_final_energy_diff_meV_per_atom": float(diff.max()),
         "median_abs_final_energy_diff_meV_per_atom": float(np.median(diff)),
+        "n_final_energy_diff_over_1_meV_per_atom": int(np.sum(diff > 1.0)),
+        "final_energy_structoptimizer_eV_per_atom": [float(r.energy_final) for r in res_so],
         "fraction_converged_batched": float(np.mean([r.converged for r in res_b])),
         "fraction_converged_structoptimizer": float(np.mean([r.converged for r in res_so])),
         "median_steps_batched": float(np.median([r.n_steps for r in res_b])),

@@ -39,7 +39,8 @@ HEADLINE_METRICS = {
         "sun_rate", "sun_rate_ci_low", "sun_rate_ci_high", "n_rejected_absurd", "judge_agreement_0.1_offset",
         "judge_chgnet_mae_eV_per_atom", "judge_sevennet_mae_eV_per_atom", "chemistry_offset.oxide_fluoride",
         "chemistry_offset.non_oxide_anion", "relax_speedup_vs_structoptimizer",
-        "chgnet_throughput_ratio_vs_best_library_config", "ood_spearman_distance_vs_judge_disagreement",
+        "relax_speedup_vs_fastest_structoptimizer", "chgnet_throughput_ratio_vs_best_library_config",
+        "ood_spearman_distance_vs_judge_disagreement",
     ],
     "03_hessian_spectra": [
         "molecules_dataset", "qm8.verdict", "jarvis.verdict", "qm8.curvature_verdict", "jarvis.curvature_verdict",

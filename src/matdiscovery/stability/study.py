@@ -55,7 +55,7 @@ from matdiscovery.stability.energies import (
     mp2020_corrected_energy,
 )
 from matdiscovery.stability.hull import FormationEnergyHull
-from matdiscovery.stability.validation import check_structure
+from matdiscovery.stability.validation import check_structure, check_structures
 
 #: judges that score a geometry (the composition judge scores the formula only)
 STRUCTURE_JUDGES = ("chgnet", "sevennet")
@@ -493,9 +493,9 @@ def run_screening(p: ScreeningParams, *, progress: bool = True) -> ScreeningStud
 
         t2 = time.perf_counter()
         samples = get_samples()
-        checks = [check_structure(s) for s in samples["structure"]]
-        samples["valid"] = [c.valid for c in checks]
-        samples["reason"] = [c.reason for c in checks]
+        checks = check_structures(list(samples["structure"]))
+        samples["valid"] = checks["valid"].to_numpy()
+        samples["reason"] = checks["reason"].to_numpy()
         samples["screened"] = samples["valid"] & samples["pgcgm_valid"].astype(bool)
         samples["unique"] = False
         samples["relaxed"] = False

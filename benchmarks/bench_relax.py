@@ -30,7 +30,7 @@ import warnings
 
 from matdiscovery.params import load_params
 from matdiscovery.stability.benchmark import perturbed_crystals, relax_speed
-from matdiscovery.stability.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS
+from matdiscovery.stability.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OPTIMIZERS
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--compile", action="store_true", help="ours with torch.compile'd CHGNet (the screen's setting)")
     parser.add_argument("--supercell", type=int, default=1, help="repeat each crystal n x n x 1")
-    parser.add_argument("--other-optimizers", nargs="*", default=[], choices=["BFGS", "LBFGS"],
+    parser.add_argument("--other-optimizers", nargs="*", default=[], choices=[o for o in OPTIMIZERS if o != "FIRE"],
                         help="also compare both relaxers with these ASE optimisers")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--dask", type=int, default=0, metavar="N",
